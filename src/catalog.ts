@@ -1,0 +1,81 @@
+import { EngineError, show } from './errors.js';
+
+export interface ItemSpec {
+  id: string;
+  /** Positive safe integer. */
+  weight: number;
+  /** Integer >= 0, or -1 for unlimited. */
+  quantity: number;
+}
+
+export const kMaxItems = 65_534;
+export const kMaxIdLength = 128;
+export const kMaxTotalWeight = 2 ** 48;
+
+export function isValidId(id: unknown): id is string {
+  return typeof id === 'string' && id.length >= 1 && id.length <= kMaxIdLength;
+}
+
+export function checkPoolId(poolId: unknown): string {
+  if (!isValidId(poolId)) {
+    throw new EngineError('ERR_INVALID_ARGUMENT', `poolId must be a string of 1-${kMaxIdLength} characters, got ${show(poolId)}`, {
+      details: { poolId },
+    });
+  }
+  return poolId;
+}
+
+export function isValidWeight(w: unknown): w is number {
+  return typeof w === 'number' && Number.isSafeInteger(w) && w > 0 && w <= kMaxTotalWeight;
+}
+
+export function isValidQuantity(q: unknown): q is number {
+  return typeof q === 'number' && Number.isSafeInteger(q) && q >= -1;
+}
+
+/** Validate a catalog and return a normalized copy; errors are ERR_INVALID_CONFIG naming the path. */
+export function validateCatalog(poolId: string, items: unknown): ItemSpec[] {
+  const fail = (msg: string, value: unknown): never => {
+    throw new EngineError('ERR_INVALID_CONFIG', `pool ${show(poolId)}: ${msg}, got ${show(value)}`, { details: { poolId, value } });
+  };
+  if (!Array.isArray(items)) fail('items must be an array', items);
+  const list = items as unknown[];
+  if (list.length < 1 || list.length > kMaxItems) fail(`items must hold 1 to ${kMaxItems} entries`, list.length);
+  const seen = new Set<string>();
+  const out: ItemSpec[] = new Array(list.length);
+  let total = 0;
+  for (let i = 0; i < list.length; i++) {
+    const raw = list[i] as Partial<ItemSpec> | null;
+    if (typeof raw !== 'object' || raw === null) fail(`items[${i}] must be an object`, raw);
+    const { id, weight, quantity } = raw as Partial<ItemSpec>;
+    if (!isValidId(id)) fail(`items[${i}].id must be a string of 1-${kMaxIdLength} characters`, id);
+    if (seen.has(id as string)) fail(`items[${i}].id is a duplicate`, id);
+    seen.add(id as string);
+    if (!isValidWeight(weight)) fail(`items[${i}].weight must be a positive safe integer`, weight);
+    if (!isValidQuantity(quantity)) fail(`items[${i}].quantity must be an integer >= 0 or -1 (unlimited)`, quantity);
+    total += weight as number;
+    out[i] = { id: id as string, weight: weight as number, quantity: quantity as number };
+  }
+  if (total > kMaxTotalWeight) fail(`total weight must be <= 2^48`, total);
+  return out;
+}
+
+export interface ItemPatch {
+  weight?: number;
+  quantity?: number;
+}
+
+/** Validate an updateItem patch; NaN marks a field left unchanged. */
+export function validatePatch(poolId: string, itemId: string, patch: unknown): { weight: number; quantity: number } {
+  const fail = (msg: string, value: unknown): never => {
+    throw new EngineError('ERR_INVALID_ARGUMENT', `updateItem(${show(poolId)}, ${show(itemId)}): ${msg}, got ${show(value)}`, {
+      details: { poolId, itemId, value },
+    });
+  };
+  if (typeof patch !== 'object' || patch === null) fail('patch must be an object', patch);
+  const { weight, quantity } = patch as ItemPatch;
+  if (weight === undefined && quantity === undefined) fail('patch must set weight and/or quantity', patch);
+  if (weight !== undefined && !isValidWeight(weight)) fail('weight must be a positive safe integer', weight);
+  if (quantity !== undefined && !isValidQuantity(quantity)) fail('quantity must be an integer >= 0 or -1 (unlimited)', quantity);
+  return { weight: weight ?? NaN, quantity: quantity ?? NaN };
+}

@@ -1,0 +1,432 @@
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { DrawBatch } from '../draw-batch.js';
+import { EngineError, errorFromWire } from '../errors.js';
+import { kPendingIndex, shardBlock } from '../layout.js';
+import {
+  kOpDraw,
+  kOpStride,
+  kTag,
+  type BatchMessage,
+  type BatchReply,
+  type Control,
+  type FromWorkerLifecycle,
+  type PoolInit,
+  type PoolStateReply,
+  type ShardConfig,
+} from '../protocol.js';
+import type { PoolMeta } from './pool-meta.js';
+import { workerEntry } from './worker-path.js';
+
+export interface DrawResult {
+  requestId: number;
+  itemId: string | null;
+}
+
+/** Shared by every shard: request ids are unique across the engine. */
+export interface IdCounter {
+  next: number;
+}
+
+type Resolve = (value: any) => void;
+type Reject = (err: unknown) => void;
+
+/**
+ * One queued operation. A draw() "run" collects every draw() call for one pool in one batch
+ * (one resolver pair per call, no other per-draw object); drawMany and control ops are one
+ * call each. Same shape for all kinds keeps the hot path monomorphic.
+ */
+export class Op {
+  kind: number;
+  pool: PoolMeta;
+  count: number;
+  /** draw() runs: one pair per call. */
+  resolves: Resolve[] | null;
+  rejects: Reject[] | null;
+  /** drawMany and controls. */
+  resolve: Resolve | null;
+  reject: Reject | null;
+  control: Control | null;
+  firstId = 0;
+
+  constructor(kind: number, pool: PoolMeta, count: number, control: Control | null) {
+    this.kind = kind;
+    this.pool = pool;
+    this.count = count;
+    this.control = control;
+    this.resolves = null;
+    this.rejects = null;
+    this.resolve = null;
+    this.reject = null;
+  }
+
+  fail(err: unknown): void {
+    if (this.rejects !== null) for (const r of this.rejects) r(err);
+    else this.reject!(err);
+  }
+}
+
+interface InFlight {
+  id: number;
+  ops: Op[];
+  draws: number;
+}
+
+/** A call waiting for room under maxPending. */
+interface Waiter {
+  enqueue: () => void;
+  draws: number;
+}
+
+// One executor for every promise: capturing resolvers through module variables avoids a closure
+// per draw() call.
+let capturedResolve: Resolve = () => {};
+let capturedReject: Reject = () => {};
+function capture(resolve: Resolve, reject: Reject): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/**
+ * The coordinator's side of one shard (cf. piscina's WorkerInfo): the worker, its request
+ * port, the batch being built this turn, batches in flight and callers waiting for room.
+ */
+export class ShardClient {
+  readonly index: number;
+  readonly worker: Worker;
+  #port: MessagePort;
+  #ids: IdCounter;
+  #maxPending: number;
+  #metrics: BigInt64Array;
+  #ops: Op[] = [];
+  #batchDraws = 0;
+  #flushScheduled = false;
+  #inflight: InFlight[] = [];
+  #inflightHead = 0;
+  #waiting: Waiter[] = [];
+  #waitingHead = 0;
+  #nextBatchId = 1;
+  /** Draws queued or in flight, waiters excluded. */
+  pendingDraws = 0;
+  #failure: EngineError | undefined;
+  #idleResolvers: (() => void)[] = [];
+  #closing = false;
+  #flush = (): void => this.flushNow();
+
+  constructor(index: number, ids: IdCounter, maxPending: number, metrics: SharedArrayBuffer) {
+    this.index = index;
+    this.#ids = ids;
+    this.#maxPending = maxPending;
+    this.#metrics = shardBlock(metrics, index);
+    this.worker = new Worker(workerEntry('shard-worker'), { name: `rpe-shard-${index}` });
+    const { port1, port2 } = new MessageChannel();
+    this.#port = port1;
+    this.#portPeer = port2;
+    port1.on('message', (reply: BatchReply) => this.#onReply(reply));
+    port1.unref();
+  }
+
+  #portPeer: MessagePort | null;
+
+  /** Send init and wait for ready (the worker's segment is open and mapped). */
+  start(config: ShardConfig, pools: PoolInit[], metrics: SharedArrayBuffer): Promise<void> {
+    const port = this.#portPeer!;
+    this.#portPeer = null;
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (msg: FromWorkerLifecycle): void => {
+        if (msg?.tag !== kTag) return;
+        if (msg.type === 'ready') {
+          cleanup();
+          resolve();
+        } else if (msg.type === 'error') {
+          cleanup();
+          reject(errorFromWire(msg.error));
+        }
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        reject(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} exited with code ${code} during startup`, { details: { shard: this.index, code } }));
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        reject(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} failed during startup: ${err.message}`, { cause: err }));
+      };
+      const cleanup = (): void => {
+        this.worker.off('message', onMessage);
+        this.worker.off('exit', onExit);
+        this.worker.off('error', onError);
+      };
+      this.worker.on('message', onMessage);
+      this.worker.on('exit', onExit);
+      this.worker.on('error', onError);
+      this.worker.postMessage({ tag: kTag, type: 'init', config, pools, metrics, port }, [port]);
+    }).then(() => {
+      this.worker.on('message', (msg: FromWorkerLifecycle) => this.#onLifecycle(msg));
+      this.worker.on('error', (err) => this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} crashed: ${err.message}`, { cause: err, details: { shard: this.index } })));
+      this.worker.on('exit', (code) => {
+        if (!this.#closing || this.#inflight.length > this.#inflightHead) {
+          this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} exited unexpectedly with code ${code}`, { details: { shard: this.index, code } }));
+        }
+      });
+      this.worker.unref();
+    });
+  }
+
+  #onLifecycle(msg: FromWorkerLifecycle): void {
+    if (msg?.tag !== kTag) return;
+    switch (msg.type) {
+      case 'error':
+        this.failAll(errorFromWire(msg.error));
+        break;
+      case 'closed':
+      case 'ready':
+        break; // handled by the promise that is waiting for it
+      default:
+        this.failAll(new EngineError('ERR_SHARD_FAILED', `unexpected message from shard ${this.index}: ${String((msg as { type?: unknown }).type)}`));
+    }
+  }
+
+  get failure(): EngineError | undefined {
+    return this.#failure;
+  }
+
+  /** Reject everything queued and in flight; the shard acknowledges nothing more. */
+  failAll(err: EngineError): void {
+    this.#failure ??= err;
+    const ops = this.#ops;
+    this.#ops = [];
+    this.#batchDraws = 0;
+    for (const op of ops) {
+      op.pool.run = null;
+      op.fail(err);
+    }
+    for (let i = this.#inflightHead; i < this.#inflight.length; i++) for (const op of this.#inflight[i]!.ops) op.fail(err);
+    this.#inflight = [];
+    this.#inflightHead = 0;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    this.#waitingHead = 0;
+    for (let i = 0; i < waiting.length; i++) waiting[i]!.enqueue(); // enqueue sees the failure and rejects
+    this.pendingDraws = 0;
+    this.#publishPending();
+    this.#notifyIdle();
+  }
+
+  #schedule(): void {
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  #mustWait(draws: number): boolean {
+    return this.#waitingHead < this.#waiting.length || (this.pendingDraws > 0 && this.pendingDraws + draws > this.#maxPending);
+  }
+
+  draw(pool: PoolMeta): Promise<DrawResult> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#mustWait(1)) return this.#wait(1, () => this.draw(pool));
+    const p = new Promise<DrawResult>(capture);
+    let run = pool.run;
+    if (run === null) {
+      run = new Op(kOpDraw, pool, 0, null);
+      run.resolves = [];
+      run.rejects = [];
+      pool.run = run;
+      this.#ops.push(run);
+      this.#schedule();
+    }
+    run.count++;
+    run.resolves!.push(capturedResolve);
+    run.rejects!.push(capturedReject);
+    this.#batchDraws++;
+    this.pendingDraws++;
+    return p;
+  }
+
+  drawMany(pool: PoolMeta, count: number): Promise<DrawBatch> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#mustWait(count)) return this.#wait(count, () => this.drawMany(pool, count));
+    const op = new Op(kOpDraw, pool, count, null);
+    const p = new Promise<DrawBatch>(capture);
+    op.resolve = capturedResolve;
+    op.reject = capturedReject;
+    this.#push(op);
+    this.#batchDraws += count;
+    this.pendingDraws += count;
+    return p;
+  }
+
+  control<T>(kind: number, pool: PoolMeta, control: Control): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#mustWait(0)) return this.#wait(0, () => this.control<T>(kind, pool, control));
+    const op = new Op(kind, pool, 0, control);
+    const p = new Promise<T>(capture);
+    op.resolve = capturedResolve;
+    op.reject = capturedReject;
+    this.#push(op);
+    return p;
+  }
+
+  /** Ops other than draw() runs close the pool's open run, so later draws get later ids. */
+  #push(op: Op): void {
+    op.pool.run = null;
+    this.#ops.push(op);
+    this.#schedule();
+  }
+
+  #wait<T>(draws: number, retry: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.push({ draws, enqueue: () => retry().then(resolve, reject) });
+    });
+  }
+
+  /** Admit waiters in FIFO order while there is room. */
+  #admit(): void {
+    while (this.#waitingHead < this.#waiting.length) {
+      const w = this.#waiting[this.#waitingHead]!;
+      if (this.pendingDraws > 0 && this.pendingDraws + w.draws > this.#maxPending) break;
+      this.#waiting[this.#waitingHead++] = undefined as unknown as Waiter;
+      w.enqueue();
+    }
+    if (this.#waitingHead === this.#waiting.length) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    }
+  }
+
+  /** Send this turn's batch: one message, ids assigned per op in order, typed arrays transferred. */
+  flushNow(): void {
+    this.#flushScheduled = false;
+    const ops = this.#ops;
+    if (ops.length === 0 || this.#failure) return;
+    this.#ops = [];
+    const packed = new Float64Array(ops.length * kOpStride);
+    const controls: Control[] = [];
+    const ids = this.#ids;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      const o = i * kOpStride;
+      packed[o] = op.kind;
+      packed[o + 1] = op.pool.ref;
+      if (op.kind === kOpDraw) {
+        if (op.pool.run === op) op.pool.run = null;
+        op.firstId = ids.next;
+        ids.next += op.count;
+        packed[o + 2] = op.count;
+        packed[o + 3] = op.firstId;
+      } else {
+        controls.push(op.control!);
+      }
+    }
+    const id = this.#nextBatchId++;
+    if (this.#inflightHead === this.#inflight.length) this.#port.ref();
+    this.#inflight.push({ id, ops, draws: this.#batchDraws });
+    this.#batchDraws = 0;
+    const msg: BatchMessage = { type: 'batch', id, ops: packed, controls };
+    this.#port.postMessage(msg, [packed.buffer]);
+    this.#publishPending();
+  }
+
+  #onReply(reply: BatchReply): void {
+    const batch = this.#inflight[this.#inflightHead];
+    if (batch === undefined || batch.id !== reply.id) {
+      this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} replied to batch ${reply?.id}, expected ${batch?.id}`));
+      return;
+    }
+    this.#inflight[this.#inflightHead++] = undefined as unknown as InFlight;
+    if (this.#inflightHead === this.#inflight.length) {
+      this.#inflight = [];
+      this.#inflightHead = 0;
+      this.#port.unref();
+    }
+    this.pendingDraws -= batch.draws;
+    if (reply.error !== null) {
+      const err = errorFromWire(reply.error);
+      for (const op of batch.ops) op.fail(err);
+      this.failAll(err);
+      return;
+    }
+    const opErrors = reply.opErrors;
+    let nextErr = opErrors === null ? -1 : opErrors[0]![0];
+    let errAt = 0;
+    const indices = reply.indices;
+    let at = 0;
+    let c = 0;
+    for (let i = 0; i < batch.ops.length; i++) {
+      const op = batch.ops[i]!;
+      const failed = i === nextErr;
+      if (failed) {
+        op.fail(errorFromWire(opErrors![errAt++]![1]));
+        nextErr = errAt < opErrors!.length ? opErrors![errAt]![0] : -1;
+      }
+      if (op.kind === kOpDraw) {
+        if (!failed) {
+          const items = op.pool.items;
+          const first = op.firstId;
+          if (op.resolves !== null) {
+            const resolves = op.resolves;
+            for (let k = 0; k < resolves.length; k++) {
+              const idx = indices[at + k]!;
+              resolves[k]!({ requestId: first + k, itemId: idx === 0xffff ? null : items[idx]! });
+            }
+          } else {
+            op.resolve!(new DrawBatch(first, items, indices.subarray(at, at + op.count)));
+          }
+        }
+        at += op.count;
+      } else {
+        const result = reply.controlResults[c++] as PoolStateReply | null;
+        if (!failed) op.resolve!(result);
+      }
+    }
+    this.#publishPending();
+    this.#admit();
+    this.#notifyIdle();
+  }
+
+  #publishPending(): void {
+    Atomics.store(this.#metrics, kPendingIndex, BigInt(this.pendingDraws));
+  }
+
+  get idle(): boolean {
+    return this.#ops.length === 0 && this.#inflightHead === this.#inflight.length && this.#waitingHead === this.#waiting.length;
+  }
+
+  #notifyIdle(): void {
+    if (!this.idle) return;
+    const waiters = this.#idleResolvers;
+    this.#idleResolvers = [];
+    for (const r of waiters) r();
+  }
+
+  /** Resolves once nothing is queued, waiting or in flight. */
+  drained(): Promise<void> {
+    if (this.idle || this.#failure) return Promise.resolve();
+    this.flushNow();
+    return new Promise((resolve) => this.#idleResolvers.push(resolve));
+  }
+
+  /** Drain, then let the worker sync and release its segment, then stop it. */
+  async close(): Promise<void> {
+    await this.drained();
+    this.#closing = true;
+    if (this.worker.threadId !== -1 && !this.#failure) {
+      await new Promise<void>((resolve) => {
+        const onMessage = (msg: FromWorkerLifecycle): void => {
+          if (msg?.tag === kTag && (msg.type === 'closed' || msg.type === 'error')) done();
+        };
+        const done = (): void => {
+          this.worker.off('message', onMessage);
+          this.worker.off('exit', done);
+          resolve();
+        };
+        this.worker.on('message', onMessage);
+        this.worker.on('exit', done);
+        this.worker.ref();
+        this.worker.postMessage({ tag: kTag, type: 'close' });
+      });
+    }
+    this.#port.close();
+    await this.worker.terminate();
+  }
+}

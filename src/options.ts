@@ -1,0 +1,110 @@
+import { availableParallelism } from 'node:os';
+import { EngineError, show } from './errors.js';
+
+export type WalMode = 'mmap' | 'file' | 'none';
+export type SyncMode = 'always' | 'interval' | 'never';
+
+export interface DrawEngineOptions {
+  /** Data directory. Required unless `wal: 'none'`. */
+  dir?: string;
+  /** Number of shard worker threads. Default: `os.availableParallelism()`. */
+  shards?: number;
+  /** Where draws are logged. Default: `'mmap'`. */
+  wal?: WalMode;
+  /** When a draw counts as acknowledged. Default: `'always'`. */
+  sync?: SyncMode;
+  /** Background sync period in milliseconds for `sync: 'interval'`. Default: `10`. */
+  syncIntervalMs?: number;
+  /** Size of each WAL segment file in bytes (4 KiB .. 1 GiB). Default: `64 MiB`. */
+  segmentBytes?: number;
+  /** Records per shard between automatic snapshots; 0 = never. Default: `1_000_000`. */
+  snapshotEveryRecords?: number;
+  /** Threads decoding WAL segments on open. Default: `os.availableParallelism()`. */
+  replayThreads?: number;
+  /** PRNG seed; with one shard the outcome sequence is reproducible. Default: random. */
+  seed?: number;
+  /** Bound on draws queued or in flight per shard; past it callers wait. Default: `1_048_576`. */
+  maxPending?: number;
+  /** Move covered segments to `archive/` instead of deleting them. Default: `false`. */
+  archive?: boolean;
+}
+
+export interface FilledOptions {
+  dir: string | undefined;
+  shards: number;
+  wal: WalMode;
+  sync: SyncMode;
+  syncIntervalMs: number;
+  segmentBytes: number;
+  snapshotEveryRecords: number;
+  replayThreads: number;
+  seed: number | undefined;
+  maxPending: number;
+  archive: boolean;
+}
+
+export const kMinSegmentBytes = 4096;
+export const kMaxSegmentBytes = 1 << 30;
+
+export function defaultOptions(): FilledOptions {
+  const cores = availableParallelism();
+  return {
+    dir: undefined,
+    shards: cores,
+    wal: 'mmap',
+    sync: 'always',
+    syncIntervalMs: 10,
+    segmentBytes: 64 * 1024 * 1024,
+    snapshotEveryRecords: 1_000_000,
+    replayThreads: cores,
+    seed: undefined,
+    maxPending: 1 << 20,
+    archive: false,
+  };
+}
+
+function invalid(path: string, rule: string, value: unknown): never {
+  throw new EngineError('ERR_INVALID_CONFIG', `options.${path} ${rule}, got ${show(value)}`, { details: { option: path, value } });
+}
+
+function int(o: Record<string, unknown>, key: string, min: number, max: number): void {
+  const v = o[key];
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    invalid(key, `must be an integer from ${min} to ${max}`, v);
+  }
+}
+
+function oneOf(o: Record<string, unknown>, key: string, allowed: readonly string[]): void {
+  const v = o[key];
+  if (v !== undefined && !allowed.includes(v as string)) invalid(key, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, v);
+}
+
+const kKnown = new Set(Object.keys(defaultOptions()));
+
+/** Validate eagerly and merge with defaults; every message names the option and the value. */
+export function fillOptions(options: unknown): FilledOptions {
+  if (typeof options !== 'object' || options === null) invalid('', 'must be an object', options);
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!kKnown.has(key)) invalid(key, 'is not a known option', o[key]);
+  }
+  oneOf(o, 'wal', ['mmap', 'file', 'none']);
+  oneOf(o, 'sync', ['always', 'interval', 'never']);
+  int(o, 'shards', 1, 256);
+  int(o, 'syncIntervalMs', 1, 60_000);
+  int(o, 'segmentBytes', kMinSegmentBytes, kMaxSegmentBytes);
+  int(o, 'snapshotEveryRecords', 0, Number.MAX_SAFE_INTEGER);
+  int(o, 'replayThreads', 1, 256);
+  int(o, 'maxPending', 1, 1 << 30);
+  if (o.seed !== undefined && (typeof o.seed !== 'number' || !Number.isSafeInteger(o.seed))) invalid('seed', 'must be a safe integer', o.seed);
+  if (o.archive !== undefined && typeof o.archive !== 'boolean') invalid('archive', 'must be a boolean', o.archive);
+  const wal = (o.wal as WalMode | undefined) ?? 'mmap';
+  if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0)) invalid('dir', 'must be a non-empty string', o.dir);
+  if (o.dir === undefined && wal !== 'none') invalid('dir', `is required unless wal is 'none'`, o.dir);
+  const filled = defaultOptions();
+  for (const key of Object.keys(o)) {
+    if (o[key] !== undefined) (filled as unknown as Record<string, unknown>)[key] = o[key];
+  }
+  return filled;
+}

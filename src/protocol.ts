@@ -1,0 +1,116 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { ItemSpec } from './catalog.js';
+import type { WireError } from './errors.js';
+import type { SyncMode, WalMode } from './options.js';
+
+/*
+ * Every message between the coordinator and a shard worker. Lifecycle goes over parentPort
+ * (init/ready/error/close/closed); batches go over a dedicated MessagePort per shard.
+ */
+export const kTag = 'rpe';
+
+/** Op kinds in a batch's `ops` Float64Array, 4 slots per op: kind, pool ref, count, firstRequestId. */
+export const kOpDraw = 1;
+export const kOpCreate = 2;
+export const kOpUpdate = 3;
+export const kOpState = 4;
+export const kOpStride = 4;
+
+export interface PoolInit {
+  ref: number;
+  id: string;
+  itemCount: number;
+  weights: number[];
+  quantities: number[];
+  drawn: number[];
+  lastRequestId: number;
+}
+
+export interface ShardConfig {
+  shard: number;
+  wal: WalMode;
+  dir: string | undefined;
+  sync: SyncMode;
+  syncIntervalMs: number;
+  segmentBytes: number;
+  epoch: number;
+  firstSeq: number;
+  /** undefined = seed from crypto. */
+  seed: number | undefined;
+}
+
+export interface InitMessage {
+  tag: typeof kTag;
+  type: 'init';
+  config: ShardConfig;
+  pools: PoolInit[];
+  metrics: SharedArrayBuffer;
+  port: MessagePort;
+}
+
+export interface CloseMessage {
+  tag: typeof kTag;
+  type: 'close';
+}
+
+export type ToWorkerLifecycle = InitMessage | CloseMessage;
+
+export interface ReadyMessage {
+  tag: typeof kTag;
+  type: 'ready';
+}
+export interface ClosedMessage {
+  tag: typeof kTag;
+  type: 'closed';
+}
+export interface FatalMessage {
+  tag: typeof kTag;
+  type: 'error';
+  error: WireError;
+}
+export type FromWorkerLifecycle = ReadyMessage | ClosedMessage | FatalMessage;
+
+export interface CreateControl {
+  type: 'create';
+  id: string;
+  items: ItemSpec[];
+}
+export interface UpdateControl {
+  type: 'update';
+  itemIndex: number;
+  /** NaN = unchanged. */
+  weight: number;
+  quantity: number;
+}
+export interface StateControl {
+  type: 'state';
+}
+export type Control = CreateControl | UpdateControl | StateControl;
+
+export interface BatchMessage {
+  type: 'batch';
+  id: number;
+  ops: Float64Array;
+  /** One per non-draw op, in op order. */
+  controls: Control[];
+}
+
+export interface PoolStateReply {
+  lastRequestId: number;
+  weights: Float64Array;
+  quantities: Float64Array;
+  drawn: Float64Array;
+}
+
+export interface BatchReply {
+  type: 'done';
+  id: number;
+  /** Outcomes of every draw op, concatenated in op order; 0xFFFF = empty draw. */
+  indices: Uint16Array;
+  /** One per non-draw op, in op order: PoolStateReply for 'state', null otherwise. */
+  controlResults: (PoolStateReply | null)[];
+  /** Per-op failures as [opIndex, error]; the other ops succeeded. */
+  opErrors: [number, WireError][] | null;
+  /** Set when nothing in the batch was acknowledged (the shard is failed). */
+  error: WireError | null;
+}

@@ -1,0 +1,52 @@
+import { EngineError } from '../errors.js';
+import type { PoolSummary, SpanSummary } from './summary.js';
+
+/** One pool's full state as recovery hands it to a shard. */
+export interface RecoveredPool {
+  id: string;
+  itemIds: string[];
+  weights: number[];
+  /** -1 = unlimited. */
+  quantities: number[];
+  drawn: number[];
+  lastRequestId: number;
+}
+
+function fail(s: PoolSummary, why: string): never {
+  throw new EngineError('ERR_CORRUPT_WAL', `pool ${JSON.stringify(s.poolId)}: ${why}`, { details: { poolId: s.poolId, reason: why } });
+}
+
+/** Apply a folded span of WAL history on top of `pools` (from a snapshot, or empty). */
+export function applySpan(pools: Map<string, RecoveredPool>, span: SpanSummary): void {
+  for (const s of span.pools.values()) {
+    let p = pools.get(s.poolId);
+    if (p === undefined) {
+      if (s.created === undefined) fail(s, 'has WAL records but no creation record (missing segment or snapshot?)');
+      p = {
+        id: s.poolId,
+        itemIds: s.created.map((i) => i.id),
+        weights: s.created.map((i) => i.weight),
+        quantities: s.created.map((i) => i.quantity),
+        drawn: new Array<number>(s.itemCount).fill(0),
+        lastRequestId: 0,
+      };
+      pools.set(s.poolId, p);
+    } else if (s.created !== undefined) {
+      fail(s, 'created again although it already exists');
+    }
+    if (p.itemIds.length !== s.itemCount) fail(s, `WAL names ${s.itemCount} items, catalog has ${p.itemIds.length}`);
+    for (let i = 0; i < s.itemCount; i++) {
+      if (!Number.isNaN(s.setW[i]!)) p.weights[i] = s.setW[i]!;
+      const setQ = s.setQ[i]!;
+      let q: number;
+      if (!Number.isNaN(setQ)) q = setQ === -1 ? -1 : setQ - s.drawsAfterSetQ[i]!;
+      else q = p.quantities[i] === -1 ? -1 : p.quantities[i]! - s.draws[i]!;
+      if (q < -1 || (q === -1 && (Number.isNaN(setQ) ? p.quantities[i] !== -1 : setQ !== -1))) {
+        fail(s, `item ${JSON.stringify(p.itemIds[i])} would have quantity ${q}`);
+      }
+      p.quantities[i] = q;
+      p.drawn[i]! += s.draws[i]!;
+    }
+    if (s.lastRequestId > p.lastRequestId) p.lastRequestId = s.lastRequestId;
+  }
+}

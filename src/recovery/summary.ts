@@ -1,0 +1,201 @@
+import { unpack } from 'msgpackr';
+import type { ItemSpec } from '../catalog.js';
+import {
+  kCreateHeaderBytes,
+  kDrawHeaderBytes,
+  kEmpty16,
+  kEmpty8,
+  kPoolRefHeaderBytes,
+  kRecCreatePool,
+  kRecDraw16,
+  kRecDraw8,
+  kRecPoolRef,
+  kRecUpdateItem,
+} from '../wal/format.js';
+
+/**
+ * What a span of WAL records did to one pool. Per item: all draws, the last quantity/weight set
+ * in the span (NaN = none) and the draws after that quantity set. Two consecutive summaries
+ * merge associatively (see mergePool), so segments decode independently and in any order, and
+ * are folded in log order afterwards.
+ */
+export interface PoolSummary {
+  poolId: string;
+  itemCount: number;
+  /** The catalog, when the pool was created inside the span. */
+  created: ItemSpec[] | undefined;
+  lastRequestId: number;
+  emptyDraws: number;
+  draws: Float64Array;
+  drawsAfterSetQ: Float64Array;
+  setQ: Float64Array;
+  setW: Float64Array;
+}
+
+export interface SpanSummary {
+  pools: Map<string, PoolSummary>;
+  draws: number;
+  maxRequestId: number;
+}
+
+export function newPoolSummary(poolId: string, itemCount: number): PoolSummary {
+  return {
+    poolId,
+    itemCount,
+    created: undefined,
+    lastRequestId: 0,
+    emptyDraws: 0,
+    draws: new Float64Array(itemCount),
+    drawsAfterSetQ: new Float64Array(itemCount),
+    setQ: new Float64Array(itemCount).fill(NaN),
+    setW: new Float64Array(itemCount).fill(NaN),
+  };
+}
+
+export function newSpanSummary(): SpanSummary {
+  return { pools: new Map(), draws: 0, maxRequestId: 0 };
+}
+
+/**
+ * Builds the summary of one segment from its records. Refs are local to the segment: each is
+ * defined by a PoolRef or CreatePool record before use. Throws a plain Error on a record that
+ * cannot be applied; the scanner turns it into ERR_CORRUPT_WAL with file and offset.
+ */
+export class SegmentSummarizer {
+  readonly span = newSpanSummary();
+  #refs = new Map<number, PoolSummary>();
+
+  #define(ref: number, poolId: string, itemCount: number): PoolSummary {
+    let s = this.span.pools.get(poolId);
+    if (s === undefined) {
+      s = newPoolSummary(poolId, itemCount);
+      this.span.pools.set(poolId, s);
+    } else if (s.itemCount !== itemCount) {
+      throw new Error(`pool ${JSON.stringify(poolId)} redefined with ${itemCount} items (had ${s.itemCount})`);
+    }
+    this.#refs.set(ref, s);
+    return s;
+  }
+
+  #pool(ref: number): PoolSummary {
+    const s = this.#refs.get(ref);
+    if (s === undefined) throw new Error(`pool ref ${ref} used before it is defined in this segment`);
+    return s;
+  }
+
+  visit = (type: number, body: Buffer): void => {
+    switch (type) {
+      case kRecDraw8:
+      case kRecDraw16: {
+        const s = this.#pool(body.readUInt32LE(4));
+        const first = body.readDoubleLE(8);
+        const count = body.readUInt32LE(16);
+        const width = type === kRecDraw8 ? 1 : 2;
+        if (body.length !== kDrawHeaderBytes + count * width) throw new Error(`draw record of ${count} draws has ${body.length} bytes`);
+        const draws = s.draws;
+        const after = s.drawsAfterSetQ;
+        const n = s.itemCount;
+        let empty = 0;
+        // drawsAfterSetQ counts draws since the last quantity set in this span; with no set yet
+        // it equals draws, which is what merging expects.
+        if (width === 1) {
+          for (let i = kDrawHeaderBytes, end = kDrawHeaderBytes + count; i < end; i++) {
+            const v = body[i]!;
+            if (v === kEmpty8) empty++;
+            else if (v < n) {
+              draws[v]!++;
+              after[v]!++;
+            } else throw new Error(`item index ${v} out of range for ${n} items`);
+          }
+        } else {
+          for (let i = kDrawHeaderBytes, end = kDrawHeaderBytes + count * 2; i < end; i += 2) {
+            const v = body[i]! | (body[i + 1]! << 8);
+            if (v === kEmpty16) empty++;
+            else if (v < n) {
+              draws[v]!++;
+              after[v]!++;
+            } else throw new Error(`item index ${v} out of range for ${n} items`);
+          }
+        }
+        s.emptyDraws += empty;
+        const last = first + count - 1;
+        if (last > s.lastRequestId) s.lastRequestId = last;
+        if (last > this.span.maxRequestId) this.span.maxRequestId = last;
+        this.span.draws += count;
+        break;
+      }
+      case kRecPoolRef: {
+        const ref = body.readUInt32LE(4);
+        const itemCount = body.readUInt32LE(8);
+        const poolId = body.toString('utf8', kPoolRefHeaderBytes);
+        this.#define(ref, poolId, itemCount);
+        break;
+      }
+      case kRecCreatePool: {
+        const ref = body.readUInt32LE(4);
+        const { id, items } = unpack(body.subarray(kCreateHeaderBytes)) as { id: string; items: ItemSpec[] };
+        const s = this.#define(ref, id, items.length);
+        if (s.created !== undefined || s.lastRequestId !== 0) throw new Error(`pool ${JSON.stringify(id)} created twice`);
+        s.created = items;
+        break;
+      }
+      case kRecUpdateItem: {
+        const s = this.#pool(body.readUInt32LE(4));
+        const i = body.readUInt32LE(8);
+        if (i >= s.itemCount) throw new Error(`item index ${i} out of range for ${s.itemCount} items`);
+        const weight = body.readDoubleLE(16);
+        const quantity = body.readDoubleLE(24);
+        if (!Number.isNaN(weight)) s.setW[i] = weight;
+        if (!Number.isNaN(quantity)) {
+          s.setQ[i] = quantity;
+          s.drawsAfterSetQ[i] = 0;
+        }
+        break;
+      }
+      default:
+        throw new Error(`unknown record type ${type}`);
+    }
+  };
+}
+
+/** a then b, into a (a is the earlier span). Associative. */
+export function mergePool(a: PoolSummary, b: PoolSummary): void {
+  if (a.itemCount !== b.itemCount) throw new Error(`pool ${JSON.stringify(a.poolId)}: item count ${b.itemCount} after ${a.itemCount}`);
+  if (b.created !== undefined) {
+    if (a.created !== undefined || a.lastRequestId !== 0) throw new Error(`pool ${JSON.stringify(a.poolId)} created twice`);
+    a.created = b.created;
+  }
+  for (let i = 0; i < a.itemCount; i++) {
+    if (Number.isNaN(b.setQ[i]!)) {
+      a.drawsAfterSetQ[i]! += b.drawsAfterSetQ[i]!;
+    } else {
+      a.setQ[i] = b.setQ[i]!;
+      a.drawsAfterSetQ[i] = b.drawsAfterSetQ[i]!;
+    }
+    if (!Number.isNaN(b.setW[i]!)) a.setW[i] = b.setW[i]!;
+    a.draws[i]! += b.draws[i]!;
+  }
+  a.emptyDraws += b.emptyDraws;
+  if (b.lastRequestId > a.lastRequestId) a.lastRequestId = b.lastRequestId;
+}
+
+export function clonePool(s: PoolSummary): PoolSummary {
+  return {
+    ...s,
+    draws: s.draws.slice(),
+    drawsAfterSetQ: s.drawsAfterSetQ.slice(),
+    setQ: s.setQ.slice(),
+    setW: s.setW.slice(),
+  };
+}
+
+/** Fold `later` into `acc` (acc holds the earlier history). */
+export function mergeSpan(acc: SpanSummary, later: SpanSummary): void {
+  for (const [id, s] of later.pools) {
+    const prev = acc.pools.get(id);
+    if (prev === undefined) acc.pools.set(id, clonePool(s));
+    else mergePool(prev, s);
+  }
+  acc.draws += later.draws;
+  if (later.maxRequestId > acc.maxRequestId) acc.maxRequestId = later.maxRequestId;
+}

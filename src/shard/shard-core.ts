@@ -1,0 +1,250 @@
+import { pack } from 'msgpackr';
+import { kMaxTotalWeight } from '../catalog.js';
+import { EngineError, errorToWire, storageError, type WireError } from '../errors.js';
+import {
+  kBatchesIndex,
+  kDrawsIndex,
+  kEmptyDrawsIndex,
+  kRecordsIndex,
+  kRotationsIndex,
+  kStateFailed,
+  kStateIndex,
+  kSyncNsIndex,
+  kSyncsIndex,
+  kWalBytesIndex,
+} from '../layout.js';
+import { Sfc32 } from '../prng.js';
+import {
+  kOpCreate,
+  kOpDraw,
+  kOpState,
+  kOpStride,
+  kOpUpdate,
+  type BatchMessage,
+  type BatchReply,
+  type Control,
+  type PoolInit,
+  type PoolStateReply,
+  type ShardConfig,
+} from '../protocol.js';
+import { WeightedSelector } from '../selector.js';
+import { FileWalWriter, MmapWalWriter, NullWalWriter, type WalStats, type WalWriter } from '../wal/writer.js';
+
+interface ShardPool {
+  id: string;
+  selector: WeightedSelector;
+  lastRequestId: number;
+  /** Sum of all catalog weights (available or not), kept <= 2^48. */
+  weightSum: number;
+}
+
+export function openWalWriter(config: ShardConfig, onBackgroundError: (err: EngineError) => void): WalWriter {
+  if (config.wal === 'none') return new NullWalWriter();
+  const opts = {
+    dir: config.dir!,
+    shard: config.shard,
+    epoch: config.epoch,
+    firstSeq: config.firstSeq,
+    segmentBytes: config.segmentBytes,
+    sync: config.sync,
+    syncIntervalMs: config.syncIntervalMs,
+    onBackgroundError,
+  };
+  return config.wal === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
+}
+
+/**
+ * Everything one shard does, without thread plumbing, so it can be tested directly: it owns
+ * its pools' selectors, its PRNG and its WAL writer, applies batches in order, and turns a
+ * storage failure into fail-stop (nothing more is acknowledged, ever).
+ */
+export class ShardCore {
+  readonly config: ShardConfig;
+  #pools: (ShardPool | undefined)[] = [];
+  #rng: Sfc32;
+  #wal: WalWriter;
+  #metrics: BigInt64Array;
+  #failure: EngineError | undefined;
+  #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
+
+  constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
+    this.config = config;
+    this.#metrics = metrics;
+    this.#rng = config.seed === undefined ? Sfc32.fromCrypto() : Sfc32.fromSeed(config.seed, config.shard);
+    this.#wal = wal ?? openWalWriter(config, (err) => this.fail(err));
+    for (const p of pools) {
+      this.#pools[p.ref] = {
+        id: p.id,
+        selector: new WeightedSelector(p.weights, p.quantities, p.drawn),
+        lastRequestId: p.lastRequestId,
+        weightSum: p.weights.reduce((a, b) => a + b, 0),
+      };
+      this.#wal.registerPool(p.ref, p.id, p.itemCount);
+    }
+  }
+
+  get failure(): EngineError | undefined {
+    return this.#failure;
+  }
+
+  /** Enter fail-stop: nothing after this is acknowledged. */
+  fail(err: EngineError): void {
+    if (this.#failure) return;
+    this.#failure = err;
+    Atomics.store(this.#metrics, kStateIndex, BigInt(kStateFailed));
+  }
+
+  /**
+   * Apply a batch: draws, creations, updates and state reads in op order, logged as they go.
+   * The reply must not be sent before commit() succeeds.
+   */
+  apply(batch: BatchMessage): BatchReply {
+    const reply: BatchReply = { type: 'done', id: batch.id, indices: new Uint16Array(0), controlResults: [], opErrors: null, error: null };
+    if (this.#failure) {
+      reply.error = errorToWire(this.#failure);
+      return reply;
+    }
+    const ops = batch.ops;
+    const nOps = ops.length / kOpStride;
+    let totalDraws = 0;
+    for (let o = 0; o < nOps; o++) if (ops[o * kOpStride] === kOpDraw) totalDraws += ops[o * kOpStride + 2]!;
+    const out = new Uint16Array(totalDraws);
+    reply.indices = out;
+    let at = 0;
+    let empty = 0;
+    let c = 0;
+    try {
+      for (let o = 0; o < nOps; o++) {
+        const kind = ops[o * kOpStride]!;
+        const ref = ops[o * kOpStride + 1]!;
+        if (kind === kOpDraw) {
+          const count = ops[o * kOpStride + 2]!;
+          const first = ops[o * kOpStride + 3]!;
+          const pool = this.#pools[ref];
+          if (pool === undefined) {
+            // Its creation failed earlier in this batch; the coordinator rejects this op.
+            out.fill(0xffff, at, at + count);
+            (reply.opErrors ??= []).push([o, unknownRef(ref)]);
+          } else {
+            empty += pool.selector.drawInto(this.#rng, count, out, at);
+            this.#wal.appendDraws(ref, first, out, at, count);
+            pool.lastRequestId = first + count - 1;
+          }
+          at += count;
+        } else {
+          const control = batch.controls[c++]!;
+          const result = this.#control(kind, ref, control);
+          if (result instanceof EngineError) {
+            reply.controlResults.push(null);
+            (reply.opErrors ??= []).push([o, errorToWire(result)]);
+          } else {
+            reply.controlResults.push(result);
+          }
+        }
+      }
+    } catch (err) {
+      this.fail(storageError(err, `shard ${this.config.shard} WAL append failed`));
+      reply.error = errorToWire(this.#failure);
+      return reply;
+    }
+    const m = this.#metrics;
+    Atomics.add(m, kDrawsIndex, BigInt(totalDraws));
+    Atomics.add(m, kEmptyDrawsIndex, BigInt(empty));
+    Atomics.add(m, kBatchesIndex, 1n);
+    return reply;
+  }
+
+  #control(kind: number, ref: number, control: Control): PoolStateReply | null | EngineError {
+    if (kind === kOpCreate && control.type === 'create') {
+      if (this.#pools[ref] !== undefined) return new EngineError('ERR_POOL_EXISTS', `pool ${JSON.stringify(control.id)} already exists`);
+      const packed = pack({ id: control.id, items: control.items });
+      // Log first: a pool exists once its creation is in the WAL.
+      this.#wal.registerPool(ref, control.id, control.items.length);
+      try {
+        this.#wal.appendCreate(ref, packed);
+      } catch (err) {
+        // Too large for a segment: nothing was written, so the shard stays healthy.
+        if (err instanceof EngineError && err.code === 'ERR_INVALID_ARGUMENT') return err;
+        throw err;
+      }
+      this.#pools[ref] = {
+        id: control.id,
+        selector: new WeightedSelector(
+          control.items.map((i) => i.weight),
+          control.items.map((i) => i.quantity),
+        ),
+        lastRequestId: 0,
+        weightSum: control.items.reduce((a, i) => a + i.weight, 0),
+      };
+      return null;
+    }
+    const pool = this.#pools[ref];
+    if (pool === undefined) return unknownRefError(ref);
+    if (kind === kOpUpdate && control.type === 'update') {
+      const { itemIndex, weight, quantity } = control;
+      const sel = pool.selector;
+      if (!Number.isNaN(weight)) {
+        const sum = pool.weightSum - sel.weights[itemIndex]! + weight;
+        if (sum > kMaxTotalWeight) {
+          return new EngineError('ERR_INVALID_ARGUMENT', `updateItem(${JSON.stringify(pool.id)}): weight ${weight} would make the pool's total weight ${sum} > 2^48`, {
+            details: { poolId: pool.id, value: weight },
+          });
+        }
+        pool.weightSum = sum;
+      }
+      this.#wal.appendUpdate(ref, itemIndex, weight, quantity);
+      sel.update(itemIndex, weight, quantity);
+      return null;
+    }
+    if (kind === kOpState && control.type === 'state') {
+      const sel = pool.selector;
+      return { lastRequestId: pool.lastRequestId, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice() };
+    }
+    return new EngineError('ERR_SHARD_FAILED', `protocol: op kind ${kind} does not match control ${control.type}`);
+  }
+
+  /** Make everything applied so far durable per the sync policy; throws (and fails the shard) if it cannot. */
+  commit(): void {
+    if (this.#failure) throw this.#failure;
+    try {
+      this.#wal.commit();
+    } catch (err) {
+      this.fail(storageError(err, `shard ${this.config.shard} WAL sync failed`));
+      throw this.#failure;
+    } finally {
+      this.#publishWalStats();
+    }
+  }
+
+  #publishWalStats(): void {
+    const s = this.#wal.stats;
+    const p = this.#published;
+    const m = this.#metrics;
+    if (s.records !== p.records) {
+      Atomics.add(m, kRecordsIndex, BigInt(s.records - p.records));
+      Atomics.add(m, kWalBytesIndex, BigInt(s.bytes - p.bytes));
+    }
+    if (s.syncs !== p.syncs) {
+      Atomics.add(m, kSyncsIndex, BigInt(s.syncs - p.syncs));
+      Atomics.add(m, kSyncNsIndex, BigInt(Math.round(s.syncNs - p.syncNs)));
+    }
+    if (s.rotations !== p.rotations) Atomics.add(m, kRotationsIndex, BigInt(s.rotations - p.rotations));
+    this.#published = { ...s };
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#wal.close();
+    } finally {
+      this.#publishWalStats();
+    }
+  }
+}
+
+function unknownRefError(ref: number): EngineError {
+  return new EngineError('ERR_UNKNOWN_POOL', `pool ref ${ref} is not known to this shard (its creation failed)`);
+}
+
+function unknownRef(ref: number): WireError {
+  return errorToWire(unknownRefError(ref));
+}

@@ -1,0 +1,105 @@
+import { crc32 } from 'node:zlib';
+
+/*
+ * Segment layout (little-endian):
+ *
+ *   0      4        6          8      12     16     20             24          32        60    64
+ *   +------+--------+----------+------+------+------+--------------+-----------+---------+-----+
+ *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |reserved |crc  |
+ *   +------+--------+----------+------+------+------+--------------+-----------+---------+-----+
+ *   then records, each starting on a 4-byte boundary:
+ *   +---------+-------------------------+----------------+--------+
+ *   | u32 len | u32 crc32(body, seed=seq)| body (len bytes)| pad->4 |
+ *   +---------+-------------------------+----------------+--------+
+ *   A zero length (the preallocated zeros) marks the end of written data.
+ */
+export const kMagic = 0x4c57_5052; // "RPWL" read as LE bytes 52 50 57 4c
+export const kVersion = 1;
+export const kHeaderBytes = 64;
+export const kRecordFrameBytes = 8;
+
+export const kRecDraw8 = 1;
+export const kRecDraw16 = 2;
+export const kRecPoolRef = 3;
+export const kRecCreatePool = 4;
+export const kRecUpdateItem = 5;
+export const kRecordTypeNames: Record<number, string> = {
+  [kRecDraw8]: 'draw8',
+  [kRecDraw16]: 'draw16',
+  [kRecPoolRef]: 'poolRef',
+  [kRecCreatePool]: 'createPool',
+  [kRecUpdateItem]: 'updateItem',
+};
+
+/** Body header of a draw record: type u8, pad u8 x3, poolRef u32, firstRequestId f64, count u32. */
+export const kDrawHeaderBytes = 20;
+/** PoolRef body: type u8, pad x3, poolRef u32, itemCount u32, then the UTF-8 pool id. */
+export const kPoolRefHeaderBytes = 12;
+/** CreatePool body: type u8, pad x3, poolRef u32, then a msgpackr-packed {id, items}. */
+export const kCreateHeaderBytes = 8;
+/** UpdateItem body: type u8, pad x3, poolRef u32, itemIndex u32, pad u32, weight f64, quantity f64 (NaN = unchanged). */
+export const kUpdateBodyBytes = 32;
+
+/** Draw index meaning "nothing available": 0xFF in u8 records, 0xFFFF in u16 records. */
+export const kEmpty8 = 0xff;
+export const kEmpty16 = 0xffff;
+
+/** Catalogs with fewer than 255 items log one byte per draw (255 is the empty marker). */
+export function drawWidth(itemCount: number): 1 | 2 {
+  return itemCount < 255 ? 1 : 2;
+}
+
+export function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+export function recordBytes(bodyLen: number): number {
+  return align4(kRecordFrameBytes + bodyLen);
+}
+
+export function recordCrc(body: Uint8Array, seq: number): number {
+  return crc32(body, seq >>> 0);
+}
+
+export interface SegmentHeader {
+  version: number;
+  shard: number;
+  seq: number;
+  epoch: number;
+  segmentBytes: number;
+  createdAt: number;
+}
+
+export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version'>): void {
+  buf.fill(0, at, at + kHeaderBytes);
+  buf.writeUInt32LE(kMagic, at);
+  buf.writeUInt16LE(kVersion, at + 4);
+  buf.writeUInt16LE(kHeaderBytes, at + 6);
+  buf.writeUInt32LE(h.shard, at + 8);
+  buf.writeUInt32LE(h.seq, at + 12);
+  buf.writeUInt32LE(h.epoch, at + 16);
+  buf.writeUInt32LE(h.segmentBytes, at + 20);
+  buf.writeDoubleLE(h.createdAt, at + 24);
+  buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
+}
+
+/** Returns the header, 'empty' for an all-zero header (a crash during creation), or an error text. */
+export function readHeader(buf: Buffer): SegmentHeader | 'empty' | string {
+  if (buf.length < kHeaderBytes) {
+    return buf.every((b) => b === 0) ? 'empty' : `header truncated at ${buf.length} bytes`;
+  }
+  const head = buf.subarray(0, kHeaderBytes);
+  if (head.every((b) => b === 0)) return 'empty';
+  if (buf.readUInt32LE(0) !== kMagic) return 'bad magic';
+  if (crc32(buf.subarray(0, 60)) !== buf.readUInt32LE(60)) return 'header checksum mismatch';
+  const version = buf.readUInt16LE(4);
+  if (version !== kVersion) return `unsupported format version ${version}`;
+  return {
+    version,
+    shard: buf.readUInt32LE(8),
+    seq: buf.readUInt32LE(12),
+    epoch: buf.readUInt32LE(16),
+    segmentBytes: buf.readUInt32LE(20),
+    createdAt: buf.readDoubleLE(24),
+  };
+}

@@ -1,0 +1,86 @@
+import { EngineError } from '../errors.js';
+import { align4, kHeaderBytes, kRecordFrameBytes, kRecordTypeNames, readHeader, recordCrc, type SegmentHeader } from './format.js';
+
+/** Called for each valid record; `body` is a view into the segment, valid during the call only. */
+export type RecordVisitor = (type: number, body: Buffer, offset: number) => void;
+
+export interface ScanResult {
+  header: SegmentHeader;
+  /** Offset just past the last valid record. */
+  end: number;
+  records: number;
+  /** Set when a bad record at the tail of the newest segment was dropped. */
+  torn: { offset: number; reason: string } | undefined;
+}
+
+export interface ScanTarget {
+  file: string;
+  /** Newest segment of its shard directory: a bad tail there is a torn write, not corruption. */
+  newest: boolean;
+}
+
+function corrupt(target: ScanTarget, offset: number, reason: string): EngineError {
+  return new EngineError('ERR_CORRUPT_WAL', `${target.file} at offset ${offset}: ${reason}`, {
+    details: { file: target.file, offset, reason },
+  });
+}
+
+/** Why the record at p is not valid, or undefined when it is (or when p is the clean end). */
+function check(buf: Buffer, p: number, seq: number): { bad: string } | { len: number } | 'end' {
+  if (p + kRecordFrameBytes > buf.length) {
+    for (let i = p; i < buf.length; i++) if (buf[i] !== 0) return { bad: 'record frame cut off by end of file' };
+    return 'end';
+  }
+  const len = buf.readUInt32LE(p);
+  if (len === 0) return 'end';
+  if (len > buf.length - p - kRecordFrameBytes) return { bad: `record length ${len} runs past the end of the file` };
+  const body = buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + len);
+  if (recordCrc(body, seq) !== buf.readUInt32LE(p + 4)) return { bad: 'record checksum mismatch' };
+  if (kRecordTypeNames[body[0]!] === undefined) return { bad: `unknown record type ${body[0]}` };
+  return { len };
+}
+
+/** True when some valid record starts at an aligned offset after p: then p is not a torn tail. */
+function anyValidAfter(buf: Buffer, p: number, seq: number): boolean {
+  let last = buf.length - 1;
+  while (last > p && buf[last] === 0) last--;
+  for (let q = align4(p + 4); q + kRecordFrameBytes <= last; q += 4) {
+    const r = check(buf, q, seq);
+    if (typeof r === 'object' && 'len' in r) return true;
+  }
+  return false;
+}
+
+/**
+ * Walk the records of one segment. A bad header or a bad record is ERR_CORRUPT_WAL naming file
+ * and offset, except at the tail of the newest segment, where it is a torn write: the scan stops
+ * there and reports it.
+ */
+export function scanSegment(buf: Buffer, target: ScanTarget, visit: RecordVisitor): ScanResult {
+  const header = readHeader(buf);
+  if (typeof header !== 'object') throw corrupt(target, 0, `segment header: ${header}`);
+  let p = kHeaderBytes;
+  let records = 0;
+  let torn: ScanResult['torn'];
+  for (;;) {
+    const r = check(buf, p, header.seq);
+    if (r === 'end') break;
+    if ('bad' in r) {
+      if (target.newest && !anyValidAfter(buf, p, header.seq)) {
+        torn = { offset: p, reason: r.bad };
+        break;
+      }
+      throw corrupt(target, p, r.bad);
+    }
+    const body = buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + r.len);
+    try {
+      visit(body[0]!, body, p);
+    } catch (err) {
+      if (err instanceof EngineError) throw err;
+      throw corrupt(target, p, `undecodable ${kRecordTypeNames[body[0]!]} record: ${(err as Error).message}`);
+    }
+    records++;
+    p += align4(kRecordFrameBytes + r.len);
+  }
+  return { header, end: p, records, torn };
+}
