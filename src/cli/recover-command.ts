@@ -1,0 +1,4 @@
+export async function run(): Promise<number> {
+  process.stderr.write('reward-pool-engine recover: not built yet\n');
+  return 2;
+}
