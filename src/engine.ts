@@ -1,16 +1,21 @@
 import { EventEmitter } from 'node:events';
+import { Piscina } from 'piscina';
 import { checkPoolId, isValidId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
 import { PoolMeta } from './coordinator/pool-meta.js';
 import { ShardClient, type DrawResult, type IdCounter } from './coordinator/shard-client.js';
+import { workerEntry } from './coordinator/worker-path.js';
 import type { DrawBatch } from './draw-batch.js';
-import { EngineError, show } from './errors.js';
+import { EngineError, errorFromWire, show, type WireError } from './errors.js';
 import { shardOf } from './hash.js';
-import { createMetricsBuffer } from './layout.js';
+import { createMetricsBuffer, kRestartsIndex, shardBlock } from './layout.js';
 import { acquireDirLock } from './lock.js';
 import { readMetrics, type EngineMetrics } from './metrics.js';
 import { fillOptions, type DrawEngineOptions, type FilledOptions } from './options.js';
-import { kOpCreate, kOpState, kOpUpdate, type PoolInit, type PoolStateReply } from './protocol.js';
+import { kOpCreate, kOpState, kOpUpdate, type PoolInit, type PoolStateReply, type ShardConfig, type SnapshotJob } from './protocol.js';
+import type { RecoveredPool } from './recovery/pool-state.js';
 import { emptyReport, recoverDir, type RecoveredState, type RecoveryReport } from './recovery/recover.js';
+import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
+import type { LoadedSnapshot } from './snapshot/chain.js';
 
 export interface PoolItemState {
   id: string;
@@ -29,93 +34,141 @@ export interface PoolState {
 }
 
 const kMaxDrawMany = 0x7fff_ffff;
+/** A shard that keeps dying is left failed rather than restarted forever. */
+const kMaxRestartsPerShard = 5;
+
+/** Internal handle for tests and diagnostics: the shard Worker objects. */
+export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
 
 /**
  * The coordinator. It validates, routes each pool to its shard by a stable hash and batches
  * calls per shard; it holds no pool state (no weights, no quantities), only where each pool
  * lives and its item ids.
+ *
+ * Events: 'shardExit' ({ shard, error }) when a worker dies, 'shardRestart' ({ shard, threadId })
+ * once it is back, 'snapshotError' ({ shard, error }) when a snapshot could not be written
+ * (the WAL still holds everything), 'close'.
  */
 export class DrawEngine extends EventEmitter {
   readonly #opts: FilledOptions;
-  readonly #shards: ShardClient[];
+  readonly #shards: ShardClient[] = [];
   readonly #pools = new Map<string, PoolMeta>();
   readonly #nextRef: number[];
+  readonly #ids: IdCounter;
   readonly #metricsSab: SharedArrayBuffer;
   readonly #recovery: RecoveryReport;
   readonly #releaseLock: () => void;
+  readonly #epoch: number;
+  #snapshotPool: Piscina | undefined;
+  readonly #snapshotsInFlight = new Map<number, Promise<unknown>>();
+  readonly #restarts: number[];
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(opts: FilledOptions, shards: ShardClient[], sab: SharedArrayBuffer, state: RecoveredState, releaseLock: () => void) {
+  private constructor(opts: FilledOptions, state: RecoveredState, releaseLock: () => void) {
     super();
     this.#opts = opts;
-    this.#shards = shards;
-    this.#metricsSab = sab;
+    this.#metricsSab = createMetricsBuffer(opts.shards);
     this.#recovery = state.report;
     this.#releaseLock = releaseLock;
-    this.#nextRef = new Array<number>(shards.length).fill(0);
+    this.#epoch = state.epoch;
+    this.#ids = { next: state.maxRequestId + 1 };
+    this.#nextRef = new Array<number>(opts.shards).fill(0);
+    this.#restarts = new Array<number>(opts.shards).fill(0);
+    const hooks = {
+      writeSnapshot: (job: SnapshotJob) => this.#writeSnapshot(job),
+      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#onShardExit(shard, err),
+    };
+    for (let k = 0; k < opts.shards; k++) this.#shards.push(new ShardClient(k, this.#ids, opts.maxPending, this.#metricsSab, hooks));
   }
 
-  /** Open (and recover) an engine. Rejects with ERR_INVALID_CONFIG, ERR_DIR_LOCKED, ERR_CORRUPT_WAL, ERR_DISK_FULL. */
+  /**
+   * Open an engine, recovering what `dir` holds. Rejects with ERR_INVALID_CONFIG,
+   * ERR_DIR_LOCKED, ERR_CORRUPT_WAL, ERR_CORRUPT_SNAPSHOT or ERR_DISK_FULL.
+   */
   static async open(options: DrawEngineOptions): Promise<DrawEngine> {
     const opts = fillOptions(options);
-    let release: () => void = () => {};
-    let state: RecoveredState;
-    if (opts.wal !== 'none') {
-      release = acquireDirLock(opts.dir!);
-      try {
-        state = recoverDir(opts.dir!);
-      } catch (err) {
-        release();
-        throw err;
-      }
-    } else {
-      state = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), report: emptyReport(undefined) };
+    if (opts.wal === 'none') {
+      const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), report: emptyReport(undefined) };
+      const engine = new DrawEngine(opts, state, () => {});
+      await engine.#startAll(state, undefined);
+      return engine;
     }
-    const sab = createMetricsBuffer(opts.shards);
-    const ids: IdCounter = { next: state.maxRequestId + 1 };
-    const shards: ShardClient[] = [];
-    for (let k = 0; k < opts.shards; k++) shards.push(new ShardClient(k, ids, opts.maxPending, sab));
-    const engine = new DrawEngine(opts, shards, sab, state, release);
-    const inits: PoolInit[][] = shards.map(() => []);
-    for (const p of state.pools.values()) {
-      const meta = engine.#register(p.id, p.itemIds, true);
-      inits[meta.shard.index]!.push({
-        ref: meta.ref,
-        id: p.id,
-        itemCount: p.itemIds.length,
-        weights: p.weights,
-        quantities: p.quantities,
-        drawn: p.drawn,
-        lastRequestId: p.lastRequestId,
-      });
-    }
+    const release = acquireDirLock(opts.dir!);
     try {
-      await Promise.all(
-        shards.map((s, k) =>
-          s.start(
-            {
-              shard: k,
-              wal: opts.wal,
-              dir: opts.dir,
-              sync: opts.sync,
-              syncIntervalMs: opts.syncIntervalMs,
-              segmentBytes: opts.segmentBytes,
-              epoch: state.epoch,
-              firstSeq: state.nextSeq.get(k) ?? 1,
-              seed: opts.seed,
-            },
-            inits[k]!,
-            sab,
-          ),
-        ),
-      );
+      const state = await recoverDir(opts.dir!, { replayThreads: opts.replayThreads });
+      const engine = new DrawEngine(opts, state, release);
+      const byShard = engine.#registerRecovered(state.pools);
+      // The open-time snapshots (new epoch, new layout), durable before any shard writes.
+      const baseSeqs = writeBaseSnapshots(opts.dir!, state.epoch, byShard, state.nextSeq, state.maxRequestId);
+      retireCoveredByBase(opts.dir!, baseSeqs, state.shardDirs, opts.archive);
+      await engine.#startAll(state, baseSeqs);
+      return engine;
     } catch (err) {
-      await Promise.all(shards.map((s) => s.worker.terminate()));
       release();
       throw err;
     }
-    return engine;
+  }
+
+  #registerRecovered(pools: Map<string, RecoveredPool>): RecoveredPool[][] {
+    const byShard: RecoveredPool[][] = this.#shards.map(() => []);
+    for (const p of pools.values()) {
+      const meta = this.#register(p.id, p.itemIds, true);
+      byShard[meta.shard.index]!.push(p);
+    }
+    return byShard;
+  }
+
+  #config(k: number, firstSeq: number, chain: ShardConfig['chain']): ShardConfig {
+    const o = this.#opts;
+    return {
+      shard: k,
+      wal: o.wal,
+      dir: o.dir,
+      sync: o.sync,
+      syncIntervalMs: o.syncIntervalMs,
+      segmentBytes: o.segmentBytes,
+      epoch: this.#epoch,
+      firstSeq,
+      seed: o.seed,
+      shards: this.#shards.length,
+      snapshotEveryRecords: o.snapshotEveryRecords,
+      maxRequestId: this.#ids.next - 1,
+      chain,
+    };
+  }
+
+  #poolInit(meta: PoolMeta, p: RecoveredPool): PoolInit {
+    return {
+      ref: meta.ref,
+      id: p.id,
+      itemIds: p.itemIds,
+      itemCount: p.itemIds.length,
+      weights: p.weights,
+      quantities: p.quantities,
+      drawn: p.drawn,
+      lastRequestId: p.lastRequestId,
+    };
+  }
+
+  async #startAll(state: RecoveredState, baseSeqs: number[] | undefined): Promise<void> {
+    const inits: PoolInit[][] = this.#shards.map(() => []);
+    for (const p of state.pools.values()) {
+      const meta = this.#pools.get(p.id)!;
+      inits[meta.shard.index]!.push(this.#poolInit(meta, p));
+    }
+    const started = await Promise.allSettled(
+      this.#shards.map((s, k) => {
+        const seq = baseSeqs?.[k] ?? 1;
+        const chain = baseSeqs === undefined ? null : { seq, files: [seq], at: Object.fromEntries(inits[k]!.map((p) => [p.id, seq])) };
+        return s.start(this.#config(k, seq, chain), inits[k]!);
+      }),
+    );
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(this.#shards.map((s) => s.worker?.terminate()));
+      throw (failed as PromiseRejectedResult).reason;
+    }
   }
 
   #register(id: string, itemIds: readonly string[], ready: boolean): PoolMeta {
@@ -125,9 +178,65 @@ export class DrawEngine extends EventEmitter {
     return meta;
   }
 
+  #writeSnapshot(job: SnapshotJob): Promise<void> {
+    this.#snapshotPool ??= new Piscina({ filename: workerEntry('snapshot-task'), minThreads: 0, maxThreads: 1, idleTimeout: 1000 });
+    const transfer: ArrayBuffer[] = [];
+    for (const p of job.body.pools) for (const a of [p.weights, p.quantities, p.drawn]) if (a instanceof Float64Array) transfer.push(a.buffer as ArrayBuffer);
+    const task = { dir: this.#opts.dir!, body: job.body, retention: job.retention, archive: this.#opts.archive };
+    const run = this.#snapshotPool.run(task, { transferList: transfer }).then((r: { error?: WireError }) => {
+      if (r.error) throw errorFromWire(r.error);
+    });
+    const shard = job.body.shard;
+    this.#snapshotsInFlight.set(shard, run.catch(() => {}));
+    return run.catch((err: unknown) => {
+      this.emit('snapshotError', { shard, error: err });
+      throw err;
+    });
+  }
+
+  #onShardExit(shard: ShardClient, err: EngineError): void {
+    const k = shard.index;
+    this.emit('shardExit', { shard: k, error: err });
+    if (this.#opts.wal === 'none' || this.#closed || this.#restarts[k]! >= kMaxRestartsPerShard) return;
+    this.#restarts[k]!++;
+    Atomics.add(shardBlock(this.#metricsSab, k), kRestartsIndex, 1n);
+    void this.#restartShard(shard).catch((restartErr: unknown) => {
+      this.emit('shardExit', { shard: k, error: restartErr });
+    });
+  }
+
+  /** Recover one shard from its snapshot and WAL and start a new worker for it. */
+  async #restartShard(shard: ShardClient): Promise<void> {
+    const k = shard.index;
+    await this.#snapshotsInFlight.get(k);
+    const state = await recoverDir(this.#opts.dir!, { replayThreads: 1, onlyShard: k });
+    const inits: PoolInit[] = [];
+    for (const p of state.pools.values()) {
+      let meta = this.#pools.get(p.id);
+      // Logged, but its creation never reached the caller: it exists, so list it.
+      if (meta === undefined) meta = this.#register(p.id, p.itemIds, true);
+      meta.ready = true;
+      inits.push(this.#poolInit(meta, p));
+    }
+    const base: LoadedSnapshot | undefined = state.bases.get(k);
+    const chain = base ? { seq: base.coversBelow, files: base.files, at: Object.fromEntries(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;
+    if (this.#closed) return;
+    await shard.start(this.#config(k, state.nextSeq.get(k) ?? 1, chain), inits);
+    this.emit('shardRestart', { shard: k, threadId: shard.threadId });
+  }
+
   /** Number of shard threads. */
   get shards(): number {
     return this.#shards.length;
+  }
+
+  /** Thread ids of the shard workers (they change when a shard is restarted). */
+  get shardThreadIds(): number[] {
+    return this.#shards.map((s) => s.threadId);
+  }
+
+  get [kShardWorkers](): unknown[] {
+    return this.#shards.map((s) => s.worker);
   }
 
   /** What open() recovered. */
@@ -176,7 +285,7 @@ export class DrawEngine extends EventEmitter {
         meta.ready = true;
       },
       (err: unknown) => {
-        if (this.#pools.get(poolId) === meta) this.#pools.delete(poolId);
+        if (this.#pools.get(poolId) === meta && !meta.ready) this.#pools.delete(poolId);
         throw err;
       },
     );
@@ -244,6 +353,18 @@ export class DrawEngine extends EventEmitter {
     return out;
   }
 
+  /**
+   * Snapshot every shard now (pools changed since each shard's last snapshot, or all of them
+   * when a full snapshot is due). Resolves once every snapshot is durable and what it covers
+   * is retired.
+   */
+  async snapshot(): Promise<void> {
+    if (this.#closed) throw this.#closedError();
+    if (this.#opts.wal === 'none') return;
+    await Promise.all(this.#shards.map((s) => s.drained()));
+    await Promise.all(this.#shards.map((s) => s.snapshot()));
+  }
+
   /** Synchronous read of the shared counters; no message to any worker. */
   metrics(): EngineMetrics {
     return readMetrics(this.#metricsSab, this.#shards.length);
@@ -256,6 +377,8 @@ export class DrawEngine extends EventEmitter {
     this.#closing = (async () => {
       try {
         await Promise.all(this.#shards.map((s) => s.close()));
+        await Promise.all(this.#snapshotsInFlight.values());
+        await this.#snapshotPool?.close();
       } finally {
         this.#releaseLock();
         this.emit('close');

@@ -2,6 +2,8 @@ import type { MessagePort } from 'node:worker_threads';
 import type { ItemSpec } from './catalog.js';
 import type { WireError } from './errors.js';
 import type { SyncMode, WalMode } from './options.js';
+import type { SnapshotBody } from './snapshot/format.js';
+import type { RetentionPlan } from './snapshot/retention.js';
 
 /*
  * Every message between the coordinator and a shard worker. Lifecycle goes over parentPort
@@ -19,6 +21,7 @@ export const kOpStride = 4;
 export interface PoolInit {
   ref: number;
   id: string;
+  itemIds: string[];
   itemCount: number;
   weights: number[];
   quantities: number[];
@@ -37,6 +40,13 @@ export interface ShardConfig {
   firstSeq: number;
   /** undefined = seed from crypto. */
   seed: number | undefined;
+  /** Shard count of this run (recorded in snapshots). */
+  shards: number;
+  snapshotEveryRecords: number;
+  /** Highest request id known at start (snapshots record at least this). */
+  maxRequestId: number;
+  /** The snapshot this shard starts from: its seq, the files of its chain, where each pool's state is. */
+  chain: { seq: number; files: number[]; at: Record<string, number> } | null;
 }
 
 export interface InitMessage {
@@ -53,7 +63,22 @@ export interface CloseMessage {
   type: 'close';
 }
 
-export type ToWorkerLifecycle = InitMessage | CloseMessage;
+/** Take a snapshot now (engine.snapshot()). */
+export interface SnapshotRequest {
+  tag: typeof kTag;
+  type: 'snapshot';
+  reqId: number;
+}
+
+/** The coordinator wrote (or failed to write) the snapshot of a job. */
+export interface SnapshotDone {
+  tag: typeof kTag;
+  type: 'snapshotDone';
+  seq: number;
+  error: WireError | null;
+}
+
+export type ToWorkerLifecycle = InitMessage | CloseMessage | SnapshotRequest | SnapshotDone;
 
 export interface ReadyMessage {
   tag: typeof kTag;
@@ -68,7 +93,26 @@ export interface FatalMessage {
   type: 'error';
   error: WireError;
 }
-export type FromWorkerLifecycle = ReadyMessage | ClosedMessage | FatalMessage;
+/**
+ * A snapshot to write: the copied state, taken at a segment boundary. Encoding and writing
+ * happen on a pool thread, off the shard's draw path.
+ */
+export interface SnapshotJob {
+  tag: typeof kTag;
+  type: 'snapshotJob';
+  reqIds: number[];
+  body: SnapshotBody;
+  retention: RetentionPlan;
+}
+
+/** Nothing changed since the last snapshot (or snapshots are off): nothing to write. */
+export interface SnapshotSkipped {
+  tag: typeof kTag;
+  type: 'snapshotSkipped';
+  reqIds: number[];
+}
+
+export type FromWorkerLifecycle = ReadyMessage | ClosedMessage | FatalMessage | SnapshotJob | SnapshotSkipped;
 
 export interface CreateControl {
   type: 'create';

@@ -6,9 +6,9 @@
  * one msync/fdatasync.
  */
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { errorToWire, EngineError } from '../src/errors.js';
+import { errorFromWire, errorToWire, EngineError } from '../src/errors.js';
 import { kStateClosed, kStateIndex, shardBlock } from '../src/layout.js';
-import { kTag, type BatchMessage, type BatchReply, type FromWorkerLifecycle, type ToWorkerLifecycle } from '../src/protocol.js';
+import { kTag, type SnapshotJob, type BatchMessage, type BatchReply, type FromWorkerLifecycle, type ToWorkerLifecycle } from '../src/protocol.js';
 import { ShardCore } from '../src/shard/shard-core.js';
 
 if (parentPort === null) throw new Error('shard-worker must run as a worker thread');
@@ -48,6 +48,21 @@ function commitGroup(): void {
   }
   for (const r of group) port.postMessage(r, [r.indices.buffer as ArrayBuffer]);
   group.length = 0;
+  postSnapshot(core.snapshotIfDue());
+}
+
+/** Hand a snapshot job to the coordinator, transferring the copied typed arrays. */
+function postSnapshot(job: SnapshotJob | 'skipped' | 'queued' | undefined, reqIds: number[] = []): void {
+  if (job === undefined || job === 'queued') return;
+  if (job === 'skipped') {
+    if (reqIds.length > 0) post({ tag: kTag, type: 'snapshotSkipped', reqIds });
+    return;
+  }
+  const transfer: ArrayBuffer[] = [];
+  for (const p of job.body.pools) {
+    for (const a of [p.weights, p.quantities, p.drawn]) if (a instanceof Float64Array) transfer.push(a.buffer as ArrayBuffer);
+  }
+  parent.postMessage(job, transfer);
 }
 
 function onBatch(msg: BatchMessage): void {
@@ -76,6 +91,25 @@ parent.on('message', (msg: ToWorkerLifecycle) => {
       port = msg.port;
       port.on('message', onBatch);
       post({ tag: kTag, type: 'ready' });
+      break;
+    }
+    case 'snapshot': {
+      if (core === undefined) {
+        post({ tag: kTag, type: 'snapshotSkipped', reqIds: [msg.reqId] });
+        break;
+      }
+      commitGroup();
+      try {
+        postSnapshot(core.requestSnapshot(msg.reqId), [msg.reqId]);
+      } catch (err) {
+        post({ tag: kTag, type: 'error', error: errorToWire(err) });
+      }
+      break;
+    }
+    case 'snapshotDone': {
+      if (core === undefined) break;
+      const { job, reqIds } = core.endSnapshot(msg.seq, msg.error === null ? null : errorFromWire(msg.error));
+      postSnapshot(job, reqIds);
       break;
     }
     case 'close': {

@@ -1,6 +1,6 @@
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { DrawBatch } from '../draw-batch.js';
-import { EngineError, errorFromWire } from '../errors.js';
+import { EngineError, errorFromWire, errorToWire } from '../errors.js';
 import { kPendingIndex, shardBlock } from '../layout.js';
 import {
   kOpDraw,
@@ -13,6 +13,7 @@ import {
   type PoolInit,
   type PoolStateReply,
   type ShardConfig,
+  type SnapshotJob,
 } from '../protocol.js';
 import type { PoolMeta } from './pool-meta.js';
 import { workerEntry } from './worker-path.js';
@@ -86,17 +87,28 @@ function capture(resolve: Resolve, reject: Reject): void {
   capturedReject = reject;
 }
 
+export interface ShardHooks {
+  /** A worker produced a snapshot job: encode and write it off this thread. */
+  writeSnapshot(job: SnapshotJob): Promise<void>;
+  /** The worker died after startup; everything pending was rejected with ERR_SHARD_FAILED. */
+  onUnexpectedExit(shard: ShardClient, err: EngineError): void;
+}
+
 /**
  * The coordinator's side of one shard (cf. piscina's WorkerInfo): the worker, its request
  * port, the batch being built this turn, batches in flight and callers waiting for room.
+ * The worker can be replaced (restart after a crash) while this object, which the pools
+ * point at, stays.
  */
 export class ShardClient {
   readonly index: number;
-  readonly worker: Worker;
-  #port: MessagePort;
+  worker!: Worker;
+  #port!: MessagePort;
   #ids: IdCounter;
   #maxPending: number;
   #metrics: BigInt64Array;
+  #sab: SharedArrayBuffer;
+  #hooks: ShardHooks;
   #ops: Op[] = [];
   #batchDraws = 0;
   #flushScheduled = false;
@@ -110,27 +122,32 @@ export class ShardClient {
   #failure: EngineError | undefined;
   #idleResolvers: (() => void)[] = [];
   #closing = false;
+  #snapshotWaiters = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
+  #nextSnapshotReq = 1;
   #flush = (): void => this.flushNow();
 
-  constructor(index: number, ids: IdCounter, maxPending: number, metrics: SharedArrayBuffer) {
+  constructor(index: number, ids: IdCounter, maxPending: number, metrics: SharedArrayBuffer, hooks: ShardHooks) {
     this.index = index;
     this.#ids = ids;
     this.#maxPending = maxPending;
+    this.#sab = metrics;
     this.#metrics = shardBlock(metrics, index);
-    this.worker = new Worker(workerEntry('shard-worker'), { name: `rpe-shard-${index}` });
-    const { port1, port2 } = new MessageChannel();
-    this.#port = port1;
-    this.#portPeer = port2;
-    port1.on('message', (reply: BatchReply) => this.#onReply(reply));
-    port1.unref();
+    this.#hooks = hooks;
   }
 
-  #portPeer: MessagePort | null;
+  /** Thread id of the current worker. */
+  get threadId(): number {
+    return this.worker.threadId;
+  }
 
-  /** Send init and wait for ready (the worker's segment is open and mapped). */
-  start(config: ShardConfig, pools: PoolInit[], metrics: SharedArrayBuffer): Promise<void> {
-    const port = this.#portPeer!;
-    this.#portPeer = null;
+  /** Spawn a worker, send init, wait for ready (its segment is open and mapped). */
+  start(config: ShardConfig, pools: PoolInit[]): Promise<void> {
+    const worker = new Worker(workerEntry('shard-worker'), { name: `rpe-shard-${this.index}` });
+    const { port1, port2 } = new MessageChannel();
+    this.worker = worker;
+    this.#port = port1;
+    port1.on('message', (reply: BatchReply) => this.#onReply(reply));
+    port1.unref();
     return new Promise<void>((resolve, reject) => {
       const onMessage = (msg: FromWorkerLifecycle): void => {
         if (msg?.tag !== kTag) return;
@@ -151,24 +168,39 @@ export class ShardClient {
         reject(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} failed during startup: ${err.message}`, { cause: err }));
       };
       const cleanup = (): void => {
-        this.worker.off('message', onMessage);
-        this.worker.off('exit', onExit);
-        this.worker.off('error', onError);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        worker.off('error', onError);
       };
-      this.worker.on('message', onMessage);
-      this.worker.on('exit', onExit);
-      this.worker.on('error', onError);
-      this.worker.postMessage({ tag: kTag, type: 'init', config, pools, metrics, port }, [port]);
-    }).then(() => {
-      this.worker.on('message', (msg: FromWorkerLifecycle) => this.#onLifecycle(msg));
-      this.worker.on('error', (err) => this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} crashed: ${err.message}`, { cause: err, details: { shard: this.index } })));
-      this.worker.on('exit', (code) => {
-        if (!this.#closing || this.#inflight.length > this.#inflightHead) {
-          this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} exited unexpectedly with code ${code}`, { details: { shard: this.index, code } }));
-        }
-      });
-      this.worker.unref();
-    });
+      worker.on('message', onMessage);
+      worker.on('exit', onExit);
+      worker.on('error', onError);
+      worker.postMessage({ tag: kTag, type: 'init', config, pools, metrics: this.#sab, port: port2 }, [port2]);
+    }).then(
+      () => {
+        worker.on('message', (msg: FromWorkerLifecycle) => this.#onLifecycle(msg));
+        worker.on('error', (err) => this.#died(worker, `crashed: ${err.message}`));
+        worker.on('exit', (code) => this.#died(worker, `exited unexpectedly with code ${code}`));
+        worker.unref();
+        this.#failure = undefined;
+      },
+      async (err: unknown) => {
+        port1.close();
+        await worker.terminate();
+        throw err;
+      },
+    );
+  }
+
+  #died(worker: Worker, how: string): void {
+    if (worker !== this.worker) return; // an old worker's late event
+    if (this.#closing && this.idle) return;
+    const err = new EngineError('ERR_SHARD_FAILED', `shard ${this.index} ${how}`, { details: { shard: this.index, threadId: worker.threadId } });
+    const first = this.#failure === undefined;
+    this.failAll(err);
+    for (const w of this.#snapshotWaiters.values()) w.reject(err);
+    this.#snapshotWaiters.clear();
+    if (first && !this.#closing) this.#hooks.onUnexpectedExit(this, err);
   }
 
   #onLifecycle(msg: FromWorkerLifecycle): void {
@@ -177,12 +209,48 @@ export class ShardClient {
       case 'error':
         this.failAll(errorFromWire(msg.error));
         break;
+      case 'snapshotJob':
+        this.#hooks.writeSnapshot(msg).then(
+          () => this.#snapshotDone(msg, null),
+          (err: unknown) => this.#snapshotDone(msg, err),
+        );
+        break;
+      case 'snapshotSkipped':
+        for (const id of msg.reqIds) this.#settleSnapshot(id, null);
+        break;
       case 'closed':
       case 'ready':
         break; // handled by the promise that is waiting for it
       default:
         this.failAll(new EngineError('ERR_SHARD_FAILED', `unexpected message from shard ${this.index}: ${String((msg as { type?: unknown }).type)}`));
     }
+  }
+
+  #snapshotDone(job: SnapshotJob, err: unknown): void {
+    const wire = err === null ? null : errorToWire(err);
+    this.worker.postMessage({ tag: kTag, type: 'snapshotDone', seq: job.body.coversBelow, error: wire });
+    for (const id of job.reqIds) this.#settleSnapshot(id, err);
+  }
+
+  #settleSnapshot(id: number, err: unknown): void {
+    const w = this.#snapshotWaiters.get(id);
+    if (w === undefined) return;
+    this.#snapshotWaiters.delete(id);
+    if (err === null) w.resolve();
+    else w.reject(err);
+  }
+
+  /** Snapshot this shard now; resolves once the snapshot is durable (or nothing changed). */
+  snapshot(): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const reqId = this.#nextSnapshotReq++;
+    return new Promise<void>((resolve, reject) => {
+      this.#snapshotWaiters.set(reqId, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ tag: kTag, type: 'snapshot', reqId });
+    }).finally(() => {
+      if (this.#snapshotWaiters.size === 0) this.worker.unref();
+    });
   }
 
   get failure(): EngineError | undefined {
@@ -410,7 +478,7 @@ export class ShardClient {
   async close(): Promise<void> {
     await this.drained();
     this.#closing = true;
-    if (this.worker.threadId !== -1 && !this.#failure) {
+    if (this.worker !== undefined && this.worker.threadId !== -1 && !this.#failure) {
       await new Promise<void>((resolve) => {
         const onMessage = (msg: FromWorkerLifecycle): void => {
           if (msg?.tag === kTag && (msg.type === 'closed' || msg.type === 'error')) done();
@@ -426,7 +494,7 @@ export class ShardClient {
         this.worker.postMessage({ tag: kTag, type: 'close' });
       });
     }
-    this.#port.close();
-    await this.worker.terminate();
+    this.#port?.close();
+    await this.worker?.terminate();
   }
 }

@@ -1,11 +1,15 @@
-import { closeSync, fdatasyncSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineError, storageError } from '../errors.js';
-import { readHeader } from '../wal/format.js';
-import { scanSegment } from '../wal/reader.js';
+import { Piscina } from 'piscina';
+import { workerEntry } from '../coordinator/worker-path.js';
+import { EngineError, errorFromWire, storageError, type WireError } from '../errors.js';
+import { loadNewestSnapshot, listSnapshots, type LoadedSnapshot } from '../snapshot/chain.js';
+import { readHeader, kHeaderBytes } from '../wal/format.js';
+import { SegmentSource } from '../wal/segment-source.js';
 import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
+import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
 import { applySpan, type RecoveredPool } from './pool-state.js';
-import { mergeSpan, newSpanSummary, SegmentSummarizer, type SpanSummary } from './summary.js';
+import { mergeSpan, newSpanSummary } from './summary.js';
 
 /** What open() recovered; available as `engine.recovery`. */
 export interface RecoveryReport {
@@ -13,12 +17,16 @@ export interface RecoveryReport {
   /** Epoch this run writes under (one more than any found). */
   epoch: number;
   pools: number;
+  /** Snapshot files loaded (a chain of incremental snapshots counts each file). */
   snapshotsLoaded: number;
+  /** Snapshots passed over because they were invalid, newest first per shard. */
+  snapshotFallbacks: { file: string; reason: string }[];
   segments: number;
   records: number;
   drawsReplayed: number;
   bytes: number;
   maxRequestId: number;
+  /** Threads that decoded segments (1 = inline, no pool). */
   threads: number;
   ms: number;
   /** Bad records at the tail of a newest segment, dropped (and zeroed on disk). */
@@ -31,9 +39,22 @@ export interface RecoveredState {
   pools: Map<string, RecoveredPool>;
   maxRequestId: number;
   epoch: number;
-  /** Next segment sequence number per shard directory. */
+  /** Next segment sequence number per shard directory (above every segment and snapshot). */
   nextSeq: Map<number, number>;
+  /** Shard directories found (from any previous run). */
+  shardDirs: number[];
+  /** The snapshot each shard directory was recovered from. */
+  bases: Map<number, LoadedSnapshot>;
   report: RecoveryReport;
+}
+
+export interface RecoverOptions {
+  replayThreads: number;
+  /** Inspect only: no torn-tail repair, no removal of anything. */
+  readOnly?: boolean;
+  /** Only this shard directory, and only snapshots/segments of this epoch (shard restart). */
+  onlyShard?: number;
+  onProgress?: (done: number, total: number) => void;
 }
 
 export function emptyReport(dir: string | undefined): RecoveryReport {
@@ -42,6 +63,7 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
     epoch: 1,
     pools: 0,
     snapshotsLoaded: 0,
+    snapshotFallbacks: [],
     segments: 0,
     records: 0,
     drawsReplayed: 0,
@@ -52,13 +74,6 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
     tornTails: [],
     removedSegments: [],
   };
-}
-
-interface DecodedSegment {
-  shard: number;
-  seq: number;
-  epoch: number;
-  span: SpanSummary;
 }
 
 /** Overwrite the start of a torn record with zeros so later scans end cleanly before it. */
@@ -77,79 +92,202 @@ function zeroTail(file: string, offset: number, size: number): void {
   }
 }
 
+function segmentEpoch(file: string): number {
+  const src = SegmentSource.open(file);
+  try {
+    src.ensure(kHeaderBytes);
+    const h = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
+    return typeof h === 'object' ? h.epoch : 0;
+  } finally {
+    src.close();
+  }
+}
+
+function missing(shardDir: string, seq: number): EngineError {
+  const file = join(shardDir, segmentFileName(seq));
+  return new EngineError('ERR_CORRUPT_WAL', `${file} at offset 0: segment missing from the sequence`, {
+    details: { file, offset: 0, reason: 'missing segment' },
+  });
+}
+
+async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number }> {
+  const threads = Math.min(opts.replayThreads, tasks.length);
+  let done = 0;
+  const progress = (): void => opts.onProgress?.(++done, tasks.length);
+  if (threads <= 1) {
+    const decoded = tasks.map((t) => {
+      const d = decodeSegment(t);
+      progress();
+      return d;
+    });
+    return { decoded, threads: tasks.length === 0 ? 0 : 1 };
+  }
+  const pool = new Piscina({ filename: workerEntry('replay-task'), minThreads: threads, maxThreads: threads, idleTimeout: 100 });
+  try {
+    const results = await Promise.all(
+      tasks.map(async (t) => {
+        const r = (await pool.run(t)) as DecodedSegment | { error: WireError };
+        progress();
+        return r;
+      }),
+    );
+    const decoded: DecodedSegment[] = [];
+    for (const r of results) {
+      if ('error' in r) throw errorFromWire(r.error);
+      decoded.push(r);
+    }
+    return { decoded, threads };
+  } finally {
+    await pool.close();
+  }
+}
+
 /**
- * Serial recovery of a whole data directory: every segment of every shard directory (whatever
- * the shard count of the runs that wrote them), decoded one at a time into summaries, folded in
- * (epoch, shard, seq) order. Within an epoch a pool lives in one shard, so that order is the
- * pool's log order.
+ * Recover a data directory. Per shard directory: the newest valid snapshot chain, then the
+ * segments after it, decoded in parallel into summaries and folded in (epoch, shard, seq)
+ * order. The snapshot epoch chosen is the newest whose set is complete (every shard of that
+ * run has one); an incomplete newest set with no WAL after it is what a crash while writing the
+ * open-time snapshots leaves, and is passed over.
  */
-export function recoverDir(dir: string): RecoveredState {
+export async function recoverDir(dir: string, opts: RecoverOptions): Promise<RecoveredState> {
   const t0 = performance.now();
   const report = emptyReport(dir);
-  const decoded: DecodedSegment[] = [];
-  const nextSeq = new Map<number, number>();
-  let maxEpoch = 0;
-
-  for (const shard of listShardDirs(dir)) {
-    const shardDir = join(dir, shardDirName(shard));
-    for (const name of readdirSync(shardDir)) {
-      // Spare segments being prepared when the last run stopped.
-      if (name.endsWith('.tmp')) unlinkSync(join(shardDir, name));
+  const shardDirs = opts.onlyShard === undefined ? listShardDirs(dir) : [opts.onlyShard];
+  const segs = new Map<number, number[]>();
+  const snaps = new Map<number, number[]>();
+  for (const k of shardDirs) {
+    const shardDir = join(dir, shardDirName(k));
+    if (!opts.readOnly) {
+      for (const name of safeReaddir(shardDir)) if (name.endsWith('.tmp')) unlinkSync(join(shardDir, name));
     }
-    const seqs = listSegments(shardDir);
-    for (let k = 0; k < seqs.length; k++) {
-      const seq = seqs[k]!;
-      const file = join(shardDir, segmentFileName(seq));
-      if (k > 0 && seq !== seqs[k - 1]! + 1) {
-        throw new EngineError('ERR_CORRUPT_WAL', `${join(shardDir, segmentFileName(seqs[k - 1]! + 1))} at offset 0: segment missing from the sequence`, {
-          details: { file: join(shardDir, segmentFileName(seqs[k - 1]! + 1)), offset: 0, reason: 'missing segment' },
-        });
-      }
-      const newest = k === seqs.length - 1;
-      const buf = readFileSync(file);
-      const header = readHeader(buf);
-      if (newest && (header === 'empty' || (typeof header === 'string' && buf.subarray(64).every((b) => b === 0)))) {
-        // A crash while the segment was being created or before its header reached disk.
-        unlinkSync(file);
-        report.removedSegments.push(file);
-        continue;
-      }
-      const summarizer = new SegmentSummarizer();
-      const scan = scanSegment(buf, { file, newest }, summarizer.visit);
-      if (scan.header.seq !== seq || scan.header.shard !== shard) {
-        throw new EngineError('ERR_CORRUPT_WAL', `${file} at offset 0: header says shard ${scan.header.shard} seq ${scan.header.seq}`, {
-          details: { file, offset: 0, reason: 'header does not match file name' },
-        });
-      }
-      if (scan.torn) {
-        zeroTail(file, scan.torn.offset, buf.length);
-        report.tornTails.push({ file, ...scan.torn });
-      }
-      if (newest && scan.records === 0) {
-        unlinkSync(file);
-        report.removedSegments.push(file);
-        continue;
-      }
-      maxEpoch = Math.max(maxEpoch, scan.header.epoch);
-      nextSeq.set(shard, seq + 1);
-      decoded.push({ shard, seq, epoch: scan.header.epoch, span: summarizer.span });
-      report.segments++;
-      report.records += scan.records;
-      report.bytes += scan.end;
-    }
+    segs.set(k, listSegments(shardDir));
+    snaps.set(k, listSnapshots(shardDir));
   }
 
-  decoded.sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
+  // Choose the snapshot set.
+  let maxEpoch = Infinity;
+  let bases = new Map<number, LoadedSnapshot>();
+  let chosenShards = 0;
+  for (;;) {
+    bases = new Map();
+    report.snapshotFallbacks = [];
+    report.snapshotsLoaded = 0;
+    for (const k of shardDirs) {
+      const chain = loadNewestSnapshot(dir, k, maxEpoch);
+      report.snapshotFallbacks.push(...chain.fallbacks);
+      if (chain.loaded) {
+        bases.set(k, chain.loaded);
+        report.snapshotsLoaded += chain.loaded.files.length;
+      }
+    }
+    if (bases.size === 0) break;
+    const epoch = Math.max(...[...bases.values()].map((b) => b.epoch));
+    const shards = Math.max(...[...bases.values()].filter((b) => b.epoch === epoch).map((b) => b.shards));
+    const lacking: number[] = [];
+    for (let k = 0; k < shards; k++) if (bases.get(k)?.epoch !== epoch) lacking.push(k);
+    if (opts.onlyShard !== undefined) {
+      chosenShards = shards;
+      break;
+    }
+    if (lacking.length === 0) {
+      chosenShards = shards;
+      break;
+    }
+    const walAfter = shardDirs.some((k) => segs.get(k)!.some((seq) => segmentEpoch(join(dir, shardDirName(k), segmentFileName(seq))) >= epoch));
+    if (walAfter) {
+      throw new EngineError(
+        'ERR_CORRUPT_SNAPSHOT',
+        `${dir}: no valid snapshot of epoch ${epoch} for shard ${lacking.join(', ')} and the WAL before it is gone${report.snapshotFallbacks.length ? ` (${report.snapshotFallbacks.map((f) => `${f.file}: ${f.reason}`).join('; ')})` : ''}`,
+        { details: { dir, epoch, shards: lacking, fallbacks: report.snapshotFallbacks } },
+      );
+    }
+    // A crash while this epoch's open-time snapshots were written: nothing was logged under it.
+    maxEpoch = epoch - 1;
+  }
+
+  // Which segments to replay.
+  const tasks: DecodeTask[] = [];
+  for (const k of shardDirs) {
+    const shardDir = join(dir, shardDirName(k));
+    const all = segs.get(k)!;
+    const base = bases.get(k);
+    let from: number;
+    if (bases.size > 0) {
+      if (base === undefined || k >= chosenShards) continue; // wholly covered by the chosen set
+      from = base.coversBelow;
+    } else {
+      from = all[0] ?? 1;
+      if (from > 1) {
+        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: no valid snapshot, and the WAL starts at segment ${from}, not 1`, {
+          details: { dir: shardDir, firstSegment: from, fallbacks: report.snapshotFallbacks },
+        });
+      }
+    }
+    const replay = all.filter((seq) => seq >= from);
+    if (replay.length > 0 && replay[0]! !== from && base !== undefined) {
+      // The snapshot we fell back to needs WAL that is not there.
+      if (report.snapshotFallbacks.length > 0) {
+        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: newest snapshot invalid and the WAL after the previous one (from segment ${from}) is gone`, {
+          details: { dir: shardDir, from, fallbacks: report.snapshotFallbacks },
+        });
+      }
+      throw missing(shardDir, from);
+    }
+    for (let i = 1; i < replay.length; i++) if (replay[i] !== replay[i - 1]! + 1) throw missing(shardDir, replay[i - 1]! + 1);
+    replay.forEach((seq, i) => tasks.push({ file: join(shardDir, segmentFileName(seq)), shard: k, seq, newest: i === replay.length - 1 && seq === all[all.length - 1] }));
+  }
+
+  const { decoded, threads } = await decodeAll(tasks, opts);
+  const replayed: DecodedSegment[] = [];
+  for (const d of decoded) {
+    if (d.torn && !opts.readOnly) zeroTail(d.file, d.torn.offset, d.size);
+    if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
+    if (d.unwritten || (d.newest && d.records === 0)) {
+      if (!opts.readOnly) unlinkSync(d.file);
+      report.removedSegments.push(d.file);
+      continue;
+    }
+    replayed.push(d);
+    report.segments++;
+    report.records += d.records;
+    report.bytes += d.end;
+  }
+  replayed.sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
   const total = newSpanSummary();
-  for (const d of decoded) mergeSpan(total, d.span);
+  for (const d of replayed) mergeSpan(total, d.span);
+
   const pools = new Map<string, RecoveredPool>();
+  let maxRequestId = total.maxRequestId;
+  let epochSeen = 0;
+  for (const [k, b] of bases) {
+    if (k >= chosenShards) continue;
+    for (const [id, p] of b.pools) pools.set(id, p);
+    maxRequestId = Math.max(maxRequestId, b.maxRequestId);
+  }
+  for (const b of bases.values()) epochSeen = Math.max(epochSeen, b.epoch);
+  for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
   applySpan(pools, total);
 
-  report.epoch = maxEpoch + 1;
+  const nextSeq = new Map<number, number>();
+  for (const k of shardDirs) {
+    const lastSeg = segs.get(k)!.filter((s) => !report.removedSegments.includes(join(dir, shardDirName(k), segmentFileName(s)))).at(-1) ?? 0;
+    const lastSnap = snaps.get(k)!.at(-1) ?? 0;
+    nextSeq.set(k, Math.max(lastSeg, lastSnap) + 1);
+  }
+  report.epoch = epochSeen + 1;
   report.pools = pools.size;
   report.drawsReplayed = total.draws;
-  report.maxRequestId = total.maxRequestId;
-  report.threads = 1;
+  report.maxRequestId = maxRequestId;
+  report.threads = threads;
   report.ms = performance.now() - t0;
-  return { pools, maxRequestId: total.maxRequestId, epoch: maxEpoch + 1, nextSeq, report };
+  return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs, bases, report };
+}
+
+function safeReaddir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
 }

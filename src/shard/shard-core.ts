@@ -7,6 +7,7 @@ import {
   kEmptyDrawsIndex,
   kRecordsIndex,
   kRotationsIndex,
+  kSnapshotsIndex,
   kStateFailed,
   kStateIndex,
   kSyncNsIndex,
@@ -14,7 +15,10 @@ import {
   kWalBytesIndex,
 } from '../layout.js';
 import { Sfc32 } from '../prng.js';
+import type { SnapshotBody, SnapshotPool } from '../snapshot/format.js';
 import {
+  kTag,
+  type SnapshotJob,
   kOpCreate,
   kOpDraw,
   kOpState,
@@ -32,6 +36,7 @@ import { FileWalWriter, MmapWalWriter, NullWalWriter, type WalStats, type WalWri
 
 interface ShardPool {
   id: string;
+  itemIds: string[];
   selector: WeightedSelector;
   lastRequestId: number;
   /** Sum of all catalog weights (available or not), kept <= 2^48. */
@@ -66,6 +71,17 @@ export class ShardCore {
   #metrics: BigInt64Array;
   #failure: EngineError | undefined;
   #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
+  #maxRequestId = 0;
+  #snap: SnapshotState = {
+    seq: 0,
+    files: [],
+    at: new Map(),
+    dirty: new Set(),
+    recordsAt: 0,
+    sinceFull: 0,
+    job: undefined,
+    waiting: [],
+  };
 
   constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
     this.config = config;
@@ -75,11 +91,24 @@ export class ShardCore {
     for (const p of pools) {
       this.#pools[p.ref] = {
         id: p.id,
+        itemIds: p.itemIds,
         selector: new WeightedSelector(p.weights, p.quantities, p.drawn),
         lastRequestId: p.lastRequestId,
         weightSum: p.weights.reduce((a, b) => a + b, 0),
       };
       this.#wal.registerPool(p.ref, p.id, p.itemCount);
+      this.#maxRequestId = Math.max(this.#maxRequestId, p.lastRequestId);
+    }
+    this.#maxRequestId = Math.max(this.#maxRequestId, config.maxRequestId);
+    const chain = config.chain;
+    if (chain) {
+      this.#snap.seq = chain.seq;
+      this.#snap.files = chain.files;
+      for (const p of pools) {
+        const at = chain.at[p.id];
+        if (at !== undefined) this.#snap.at.set(p.ref, at);
+        else this.#snap.dirty.add(p.ref);
+      }
     }
   }
 
@@ -129,11 +158,14 @@ export class ShardCore {
             empty += pool.selector.drawInto(this.#rng, count, out, at);
             this.#wal.appendDraws(ref, first, out, at, count);
             pool.lastRequestId = first + count - 1;
+            if (pool.lastRequestId > this.#maxRequestId) this.#maxRequestId = pool.lastRequestId;
+            this.#snap.dirty.add(ref);
           }
           at += count;
         } else {
           const control = batch.controls[c++]!;
           const result = this.#control(kind, ref, control);
+          if (control.type !== 'state' && !(result instanceof EngineError)) this.#snap.dirty.add(ref);
           if (result instanceof EngineError) {
             reply.controlResults.push(null);
             (reply.opErrors ??= []).push([o, errorToWire(result)]);
@@ -169,6 +201,7 @@ export class ShardCore {
       }
       this.#pools[ref] = {
         id: control.id,
+        itemIds: control.items.map((i) => i.id),
         selector: new WeightedSelector(
           control.items.map((i) => i.weight),
           control.items.map((i) => i.quantity),
@@ -232,6 +265,97 @@ export class ShardCore {
     this.#published = { ...s };
   }
 
+  /** After a commit: the job of an automatic snapshot when one is due. */
+  snapshotIfDue(): SnapshotJob | undefined {
+    const every = this.config.snapshotEveryRecords;
+    if (every === 0 || this.config.wal === 'none' || this.#snap.job || this.#failure) return undefined;
+    if (this.#wal.stats.records - this.#snap.recordsAt < every) return undefined;
+    const job = this.#beginSnapshot([]);
+    return job === 'skipped' ? undefined : job;
+  }
+
+  /** engine.snapshot(): a job, 'skipped' when nothing changed, or 'queued' behind the one in flight. */
+  requestSnapshot(reqId: number): SnapshotJob | 'skipped' | 'queued' {
+    if (this.config.wal === 'none') return 'skipped';
+    if (this.#failure) throw this.#failure;
+    if (this.#snap.job) {
+      this.#snap.waiting.push(reqId);
+      return 'queued';
+    }
+    return this.#beginSnapshot([reqId]);
+  }
+
+  /**
+   * Copy the state at a segment boundary; everything else (encoding, writing, fsync, retiring
+   * covered files) happens on another thread. The copy is the only pause the draws see.
+   */
+  #beginSnapshot(reqIds: number[]): SnapshotJob | 'skipped' {
+    const snap = this.#snap;
+    const recordsNow = this.#wal.stats.records;
+    if (snap.dirty.size === 0 && recordsNow === snap.recordsAt) return 'skipped';
+    const seq = this.#wal.snapshotBoundary();
+    this.#publishWalStats();
+    if (seq === snap.seq) return 'skipped';
+    const refs: number[] = [];
+    for (let r = 0; r < this.#pools.length; r++) if (this.#pools[r] !== undefined) refs.push(r);
+    const distinctFiles = new Set(snap.at.values()).size;
+    const full = snap.files.length === 0 || snap.sinceFull >= kFullSnapshotEvery - 1 || distinctFiles > kMaxChainFiles;
+    const included = full ? refs : refs.filter((r) => snap.dirty.has(r) || !snap.at.has(r));
+    const pools: SnapshotPool[] = included.map((r) => {
+      const p = this.#pools[r]!;
+      const sel = p.selector;
+      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId };
+    });
+    const includedSet = new Set(included);
+    const at = refs.map((r) => (includedSet.has(r) ? seq : snap.at.get(r)!));
+    const files = [...new Set(at.concat(seq))].sort((a, b) => a - b);
+    const body: SnapshotBody = {
+      epoch: this.config.epoch,
+      shard: this.config.shard,
+      shards: this.config.shards,
+      coversBelow: seq,
+      maxRequestId: this.#maxRequestId,
+      kind: full ? 'full' : 'incremental',
+      createdAt: Date.now(),
+      manifest: { poolIds: refs.map((r) => this.#pools[r]!.id), at },
+      pools,
+    };
+    snap.job = { seq, included, at: new Map(refs.map((r, i) => [r, at[i]!])), files, full, recordsAt: recordsNow, dirty: snap.dirty };
+    snap.dirty = new Set();
+    return {
+      tag: kTag,
+      type: 'snapshotJob',
+      reqIds,
+      body,
+      // Keep the new chain and the current one (the fallback if the new one is ever damaged),
+      // and the WAL from the current one on.
+      retention: { keepSnapshots: [...new Set(files.concat(snap.files))], deleteSegmentsBelow: snap.seq, snapshotsBelow: seq },
+    };
+  }
+
+  /** The coordinator wrote the snapshot (error null) or failed to. Returns the next job if calls were waiting. */
+  endSnapshot(seq: number, error: EngineError | null): { job: SnapshotJob | 'skipped' | undefined; reqIds: number[] } {
+    const snap = this.#snap;
+    const job = snap.job;
+    snap.job = undefined;
+    if (job !== undefined && job.seq === seq) {
+      if (error === null) {
+        snap.seq = job.seq;
+        snap.files = job.files;
+        snap.at = job.at;
+        snap.sinceFull = job.full ? 0 : snap.sinceFull + 1;
+        snap.recordsAt = job.recordsAt;
+        Atomics.add(this.#metrics, kSnapshotsIndex, 1n);
+      } else {
+        for (const r of job.dirty) snap.dirty.add(r);
+      }
+    }
+    const waiting = snap.waiting;
+    snap.waiting = [];
+    if (waiting.length === 0 || this.#failure) return { job: undefined, reqIds: waiting };
+    return { job: this.#beginSnapshot(waiting), reqIds: waiting };
+  }
+
   async close(): Promise<void> {
     try {
       await this.#wal.close();
@@ -239,6 +363,27 @@ export class ShardCore {
       this.#publishWalStats();
     }
   }
+}
+
+/** Every so many snapshots, or when the chain spans more files than this, write a full one. */
+const kFullSnapshotEvery = 8;
+const kMaxChainFiles = 8;
+
+interface SnapshotState {
+  /** Seq of the newest written snapshot of this shard (0 = none yet). */
+  seq: number;
+  /** Files of its chain. */
+  files: number[];
+  /** Pool ref -> snapshot seq holding its latest written state. */
+  at: Map<number, number>;
+  /** Pools changed since the snapshot being built or written. */
+  dirty: Set<number>;
+  /** WAL record count covered by the newest snapshot. */
+  recordsAt: number;
+  sinceFull: number;
+  job: { seq: number; included: number[]; at: Map<number, number>; files: number[]; full: boolean; recordsAt: number; dirty: Set<number> } | undefined;
+  /** engine.snapshot() calls that arrived while a job was in flight. */
+  waiting: number[];
 }
 
 function unknownRefError(ref: number): EngineError {

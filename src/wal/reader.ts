@@ -1,4 +1,5 @@
 import { EngineError } from '../errors.js';
+import { SegmentSource } from './segment-source.js';
 import { align4, kHeaderBytes, kRecordFrameBytes, kRecordTypeNames, readHeader, recordCrc, type SegmentHeader } from './format.js';
 
 /** Called for each valid record; `body` is a view into the segment, valid during the call only. */
@@ -26,14 +27,19 @@ function corrupt(target: ScanTarget, offset: number, reason: string): EngineErro
 }
 
 /** Why the record at p is not valid, or undefined when it is (or when p is the clean end). */
-function check(buf: Buffer, p: number, seq: number): { bad: string } | { len: number } | 'end' {
-  if (p + kRecordFrameBytes > buf.length) {
-    for (let i = p; i < buf.length; i++) if (buf[i] !== 0) return { bad: 'record frame cut off by end of file' };
+function check(src: SegmentSource, p: number, seq: number): { bad: string } | { len: number } | 'end' {
+  const size = src.size;
+  if (p + kRecordFrameBytes > size) {
+    src.ensure(size);
+    for (let i = p; i < size; i++) if (src.buf[i] !== 0) return { bad: 'record frame cut off by end of file' };
     return 'end';
   }
+  src.ensure(p + kRecordFrameBytes);
+  const buf = src.buf;
   const len = buf.readUInt32LE(p);
   if (len === 0) return 'end';
-  if (len > buf.length - p - kRecordFrameBytes) return { bad: `record length ${len} runs past the end of the file` };
+  if (len > size - p - kRecordFrameBytes) return { bad: `record length ${len} runs past the end of the file` };
+  src.ensure(p + kRecordFrameBytes + len);
   const body = buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + len);
   if (recordCrc(body, seq) !== buf.readUInt32LE(p + 4)) return { bad: 'record checksum mismatch' };
   if (kRecordTypeNames[body[0]!] === undefined) return { bad: `unknown record type ${body[0]}` };
@@ -41,11 +47,13 @@ function check(buf: Buffer, p: number, seq: number): { bad: string } | { len: nu
 }
 
 /** True when some valid record starts at an aligned offset after p: then p is not a torn tail. */
-function anyValidAfter(buf: Buffer, p: number, seq: number): boolean {
-  let last = buf.length - 1;
+function anyValidAfter(src: SegmentSource, p: number, seq: number): boolean {
+  src.ensure(src.size);
+  const buf = src.buf;
+  let last = src.size - 1;
   while (last > p && buf[last] === 0) last--;
   for (let q = align4(p + 4); q + kRecordFrameBytes <= last; q += 4) {
-    const r = check(buf, q, seq);
+    const r = check(src, q, seq);
     if (typeof r === 'object' && 'len' in r) return true;
   }
   return false;
@@ -56,23 +64,25 @@ function anyValidAfter(buf: Buffer, p: number, seq: number): boolean {
  * and offset, except at the tail of the newest segment, where it is a torn write: the scan stops
  * there and reports it.
  */
-export function scanSegment(buf: Buffer, target: ScanTarget, visit: RecordVisitor): ScanResult {
-  const header = readHeader(buf);
+export function scanSegment(input: Buffer | SegmentSource, target: ScanTarget, visit: RecordVisitor): ScanResult {
+  const src = input instanceof SegmentSource ? input : SegmentSource.fromBuffer(input);
+  src.ensure(kHeaderBytes);
+  const header = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
   if (typeof header !== 'object') throw corrupt(target, 0, `segment header: ${header}`);
   let p = kHeaderBytes;
   let records = 0;
   let torn: ScanResult['torn'];
   for (;;) {
-    const r = check(buf, p, header.seq);
+    const r = check(src, p, header.seq);
     if (r === 'end') break;
     if ('bad' in r) {
-      if (target.newest && !anyValidAfter(buf, p, header.seq)) {
+      if (target.newest && !anyValidAfter(src, p, header.seq)) {
         torn = { offset: p, reason: r.bad };
         break;
       }
       throw corrupt(target, p, r.bad);
     }
-    const body = buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + r.len);
+    const body = src.buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + r.len);
     try {
       visit(body[0]!, body, p);
     } catch (err) {

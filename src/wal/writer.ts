@@ -58,6 +58,11 @@ export interface WalWriter {
   appendDraws(ref: number, firstRequestId: number, indices: Uint16Array, offset: number, count: number): void;
   /** End of a batch: apply the sync policy. With 'always', returns only once it is durable. */
   commit(): void;
+  /**
+   * Seq of the first segment a snapshot taken now does not cover: the current one if it holds
+   * no record yet, else a fresh one (the current is synced and closed first).
+   */
+  snapshotBoundary(): number;
   /** Sync what is written, stop the background timer, drop the prepared spare segment. */
   close(): Promise<void>;
 }
@@ -69,6 +74,9 @@ export class NullWalWriter implements WalWriter {
   appendUpdate(): void {}
   appendDraws(): void {}
   commit(): void {}
+  snapshotBoundary(): number {
+    return 0;
+  }
   async close(): Promise<void> {}
 }
 
@@ -327,6 +335,11 @@ abstract class SegmentWriterBase implements WalWriter {
       this.#end(at, bodyLen);
       done += chunk;
     }
+  }
+
+  snapshotBoundary(): number {
+    if (this.pos !== kHeaderBytes) this.#rotate();
+    return this.seq;
   }
 
   commit(): void {

@@ -1,0 +1,64 @@
+import { EngineError } from '../errors.js';
+import { readHeader, kHeaderBytes } from '../wal/format.js';
+import { scanSegment } from '../wal/reader.js';
+import { SegmentSource } from '../wal/segment-source.js';
+import { SegmentSummarizer, type SpanSummary } from './summary.js';
+
+export interface DecodeTask {
+  file: string;
+  shard: number;
+  seq: number;
+  /** Newest segment of its shard directory: a bad tail there is a torn write. */
+  newest: boolean;
+}
+
+export interface DecodedSegment extends DecodeTask {
+  /** A newest segment whose header never reached disk (crash during creation): nothing to replay. */
+  unwritten: boolean;
+  epoch: number;
+  records: number;
+  /** Offset just past the last valid record. */
+  end: number;
+  size: number;
+  torn: { offset: number; reason: string } | undefined;
+  span: SpanSummary;
+}
+
+/**
+ * Decode one segment into a summary, with no state from any other segment: this is the unit
+ * of parallel replay (workers/replay-task.ts runs it on a piscina thread).
+ */
+export function decodeSegment(task: DecodeTask): DecodedSegment {
+  const src = SegmentSource.open(task.file);
+  try {
+    src.ensure(kHeaderBytes);
+    const header = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
+    if (task.newest && typeof header === 'string') {
+      src.ensure(src.size);
+      const restZero = src.buf.subarray(Math.min(src.size, kHeaderBytes)).every((b) => b === 0);
+      if (header === 'empty' || restZero) {
+        const summarizer = new SegmentSummarizer();
+        return { ...task, unwritten: true, epoch: 0, records: 0, end: 0, size: src.size, torn: undefined, span: summarizer.span };
+      }
+    }
+    const summarizer = new SegmentSummarizer();
+    const scan = scanSegment(src, task, summarizer.visit);
+    if (scan.header.seq !== task.seq || scan.header.shard !== task.shard) {
+      throw new EngineError('ERR_CORRUPT_WAL', `${task.file} at offset 0: header says shard ${scan.header.shard} seq ${scan.header.seq}`, {
+        details: { file: task.file, offset: 0, reason: 'header does not match file name' },
+      });
+    }
+    return {
+      ...task,
+      unwritten: false,
+      epoch: scan.header.epoch,
+      records: scan.records,
+      end: scan.end,
+      size: src.size,
+      torn: scan.torn,
+      span: summarizer.span,
+    };
+  } finally {
+    src.close();
+  }
+}

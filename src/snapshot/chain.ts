@@ -1,0 +1,126 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RecoveredPool } from '../recovery/pool-state.js';
+import { shardDirName } from '../wal/segment-files.js';
+import { readSnapshotFile, snapshotFileName, type SnapshotBody } from './format.js';
+
+/** Snapshot sequence numbers in a shard directory, ascending. */
+export function listSnapshots(shardDir: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(shardDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: number[] = [];
+  for (const name of names) {
+    const m = /^(\d+)\.snap$/.exec(name);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** A shard's state as of a snapshot, with the chain it came from. */
+export interface LoadedSnapshot {
+  shard: number;
+  epoch: number;
+  shards: number;
+  /** Seq of the snapshot used: WAL segments below it are covered. */
+  coversBelow: number;
+  maxRequestId: number;
+  pools: Map<string, RecoveredPool>;
+  manifest: { poolIds: string[]; at: number[] };
+  /** Every snapshot file the state was read from (the chain). */
+  files: number[];
+}
+
+export interface ChainLoad {
+  loaded: LoadedSnapshot | undefined;
+  /** Snapshots passed over because they (or a file of their chain) were invalid. */
+  fallbacks: { file: string; reason: string }[];
+  /** Valid snapshot files read. */
+  filesRead: number;
+}
+
+/**
+ * Load the newest snapshot of a shard directory whose whole chain is valid. An incremental
+ * snapshot holds only the pools that changed; its manifest says which older file holds each
+ * of the others. A bad newest snapshot falls back to the previous one (its segments are kept).
+ */
+export function loadNewestSnapshot(dir: string, shard: number, maxEpoch = Infinity): ChainLoad {
+  const shardDir = join(dir, shardDirName(shard));
+  const seqs = listSnapshots(shardDir);
+  const cache = new Map<number, SnapshotBody | string>();
+  const read = (seq: number): SnapshotBody | string => {
+    let body = cache.get(seq);
+    if (body === undefined) {
+      body = readSnapshotFile(join(shardDir, snapshotFileName(seq)));
+      if (typeof body === 'object' && (body.shard !== shard || body.coversBelow !== seq)) {
+        body = `header says shard ${body.shard} seq ${body.coversBelow}`;
+      }
+      cache.set(seq, body);
+    }
+    return body;
+  };
+  const fallbacks: ChainLoad['fallbacks'] = [];
+  for (let i = seqs.length - 1; i >= 0; i--) {
+    const seq = seqs[i]!;
+    const file = join(shardDir, snapshotFileName(seq));
+    const head = read(seq);
+    if (typeof head === 'string') {
+      fallbacks.push({ file, reason: head });
+      continue;
+    }
+    if (head.epoch > maxEpoch) continue; // an incomplete later set, passed over by the caller
+    const pools = new Map<string, RecoveredPool>();
+    const files = new Set<number>([seq]);
+    let bad: string | undefined;
+    const { poolIds, at } = head.manifest;
+    for (let p = 0; p < poolIds.length && bad === undefined; p++) {
+      const holder = at[p]!;
+      const body = read(holder);
+      if (typeof body === 'string') {
+        bad = `chain file ${snapshotFileName(holder)}: ${body}`;
+        break;
+      }
+      if (body.epoch !== head.epoch) {
+        bad = `chain file ${snapshotFileName(holder)} is from epoch ${body.epoch}, not ${head.epoch}`;
+        break;
+      }
+      files.add(holder);
+      const pool = body.pools.find((x) => x.id === poolIds[p]);
+      if (pool === undefined) {
+        bad = `chain file ${snapshotFileName(holder)} does not hold pool ${JSON.stringify(poolIds[p])}`;
+        break;
+      }
+      pools.set(pool.id, {
+        id: pool.id,
+        itemIds: pool.itemIds.slice(),
+        weights: Array.from(pool.weights),
+        quantities: Array.from(pool.quantities),
+        drawn: Array.from(pool.drawn),
+        lastRequestId: pool.lastRequestId,
+      });
+    }
+    if (bad !== undefined) {
+      fallbacks.push({ file, reason: bad });
+      continue;
+    }
+    return {
+      loaded: {
+        shard,
+        epoch: head.epoch,
+        shards: head.shards,
+        coversBelow: seq,
+        maxRequestId: head.maxRequestId,
+        pools,
+        manifest: head.manifest,
+        files: [...files].sort((a, b) => a - b),
+      },
+      fallbacks,
+      filesRead: [...cache.values()].filter((b) => typeof b === 'object').length,
+    };
+  }
+  return { loaded: undefined, fallbacks, filesRead: 0 };
+}

@@ -1,0 +1,115 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { pack, unpack } from 'msgpackr';
+import { storageError } from '../errors.js';
+import { renameDurably, shardDirName } from '../wal/segment-files.js';
+
+/*
+ * Snapshot file dir/shard-<k>/<seq>.snap:
+ *
+ *   0       4         6          8          12                 44
+ *   +-------+---------+----------+----------+------------------+---------------------+
+ *   | magic | version | reserved | bodyLen  | sha256(body)     | body (msgpackr)     |
+ *   +-------+---------+----------+----------+------------------+---------------------+
+ *
+ * `seq` is the first WAL segment of the shard NOT covered: the snapshot is taken at a segment
+ * boundary, so "covered" is simply "seq < coversBelow".
+ */
+export const kSnapMagic = 0x4e53_5052; // "RPSN"
+export const kSnapVersion = 1;
+export const kSnapHeaderBytes = 44;
+
+export interface SnapshotPool {
+  id: string;
+  itemIds: string[];
+  weights: number[] | Float64Array;
+  quantities: number[] | Float64Array;
+  drawn: number[] | Float64Array;
+  lastRequestId: number;
+}
+
+export interface SnapshotBody {
+  epoch: number;
+  shard: number;
+  /** Shard count of the run that wrote it. */
+  shards: number;
+  coversBelow: number;
+  maxRequestId: number;
+  kind: 'full' | 'incremental';
+  createdAt: number;
+  /**
+   * The manifest: every pool of the shard and the snapshot (by seq) holding its latest state.
+   * A full snapshot points every pool at itself; an incremental one only the changed pools.
+   */
+  manifest: { poolIds: string[]; at: number[] };
+  /** State of the pools this file holds (all, or the changed ones). */
+  pools: SnapshotPool[];
+}
+
+export function snapshotFileName(seq: number): string {
+  return `${String(seq).padStart(10, '0')}.snap`;
+}
+
+export function snapshotPath(dir: string, shard: number, seq: number): string {
+  return join(dir, shardDirName(shard), snapshotFileName(seq));
+}
+
+export function encodeSnapshot(body: SnapshotBody): Buffer {
+  const packed = pack(body);
+  const out = Buffer.allocUnsafe(kSnapHeaderBytes + packed.length);
+  out.writeUInt32LE(kSnapMagic, 0);
+  out.writeUInt16LE(kSnapVersion, 4);
+  out.writeUInt16LE(0, 6);
+  out.writeUInt32LE(packed.length, 8);
+  createHash('sha256').update(packed).digest().copy(out, 12);
+  packed.copy(out, kSnapHeaderBytes);
+  return out;
+}
+
+/** The body, or a reason why the file is not a valid snapshot. */
+export function decodeSnapshot(buf: Buffer): SnapshotBody | string {
+  if (buf.length < kSnapHeaderBytes) return `truncated header (${buf.length} bytes)`;
+  if (buf.readUInt32LE(0) !== kSnapMagic) return 'bad magic';
+  const version = buf.readUInt16LE(4);
+  if (version !== kSnapVersion) return `unsupported snapshot version ${version}`;
+  const len = buf.readUInt32LE(8);
+  if (kSnapHeaderBytes + len !== buf.length) return `body length ${len} does not match file size ${buf.length}`;
+  const body = buf.subarray(kSnapHeaderBytes);
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(12, kSnapHeaderBytes))) return 'checksum mismatch';
+  try {
+    return unpack(body) as SnapshotBody;
+  } catch (err) {
+    return `undecodable body: ${(err as Error).message}`;
+  }
+}
+
+export function readSnapshotFile(path: string): SnapshotBody | string {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (err) {
+    return `unreadable: ${(err as Error).message}`;
+  }
+  return decodeSnapshot(buf);
+}
+
+/** Temp file, fsync, rename, fsync the directory: the file is either whole or absent. */
+export function writeSnapshotFile(dir: string, body: SnapshotBody): string {
+  const path = snapshotPath(dir, body.shard, body.coversBelow);
+  const tmp = `${path}.tmp`;
+  const data = encodeSnapshot(body);
+  let fd = -1;
+  try {
+    fd = openSync(tmp, 'w');
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off, off);
+    fsyncSync(fd);
+  } catch (err) {
+    throw storageError(err, `cannot write snapshot ${tmp}`);
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  renameDurably(tmp, path, join(dir, shardDirName(body.shard)));
+  return path;
+}
