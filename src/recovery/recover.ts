@@ -31,7 +31,7 @@ export interface RecoveryReport {
   ms: number;
   /** Bad records at the tail of a newest segment, dropped (and zeroed on disk). */
   tornTails: { file: string; offset: number; reason: string }[];
-  /** Newest segments left empty by a crash (during creation or before their first record), removed. */
+  /** Newest segments whose header never reached disk (a crash while creating them), removed. */
   removedSegments: string[];
 }
 
@@ -242,7 +242,7 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
   for (const d of decoded) {
     if (d.torn && !opts.readOnly) zeroTail(d.file, d.torn.offset, d.size);
     if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
-    if (d.unwritten || (d.newest && d.records === 0)) {
+    if (d.unwritten) {
       if (!opts.readOnly) unlinkSync(d.file);
       report.removedSegments.push(d.file);
       continue;
@@ -272,7 +272,8 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
   for (const k of shardDirs) {
     const lastSeg = segs.get(k)!.filter((s) => !report.removedSegments.includes(join(dir, shardDirName(k), segmentFileName(s)))).at(-1) ?? 0;
     const lastSnap = snaps.get(k)!.at(-1) ?? 0;
-    nextSeq.set(k, Math.max(lastSeg, lastSnap) + 1);
+    // A snapshot at S expects segment S next, so S itself may be (re)used.
+    nextSeq.set(k, Math.max(lastSeg + 1, lastSnap, 1));
   }
   report.epoch = epochSeen + 1;
   report.pools = pools.size;

@@ -56,7 +56,15 @@ export function snapshotPath(dir: string, shard: number, seq: number): string {
 }
 
 export function encodeSnapshot(body: SnapshotBody): Buffer {
-  const packed = pack(body);
+  // Plain arrays on disk: the shard hands over Float64Array copies, which msgpackr would
+  // store as raw bytes and give back as a Buffer.
+  const pools = body.pools.map((p) => ({
+    ...p,
+    weights: Array.from(p.weights),
+    quantities: Array.from(p.quantities),
+    drawn: Array.from(p.drawn),
+  }));
+  const packed = pack({ ...body, pools });
   const out = Buffer.allocUnsafe(kSnapHeaderBytes + packed.length);
   out.writeUInt32LE(kSnapMagic, 0);
   out.writeUInt16LE(kSnapVersion, 4);
