@@ -55,6 +55,8 @@ export interface RecoverOptions {
   /** Only this shard directory, and only snapshots/segments of this epoch (shard restart). */
   onlyShard?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Bytes of records below which replay stays on the calling thread. Default: 32 MiB. */
+  parallelThreshold?: number;
 }
 
 export function emptyReport(dir: string | undefined): RecoveryReport {
@@ -92,16 +94,27 @@ function zeroTail(file: string, offset: number, size: number): void {
   }
 }
 
-function segmentEpoch(file: string): number {
+function peekHeader(file: string): { epoch: number; work: number } {
   const src = SegmentSource.open(file);
   try {
     src.ensure(kHeaderBytes);
     const h = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
-    return typeof h === 'object' ? h.epoch : 0;
+    if (typeof h !== 'object') return { epoch: 0, work: src.size };
+    return { epoch: h.epoch, work: h.sealedEnd > 0 ? h.sealedEnd : src.size };
   } finally {
     src.close();
   }
 }
+
+function segmentEpoch(file: string): number {
+  return peekHeader(file).epoch;
+}
+
+/**
+ * Below this many bytes of records, decoding inline beats starting threads (a Node worker
+ * takes tens of milliseconds to boot; one thread decodes about 150 M draws/s).
+ */
+export const kParallelReplayBytes = 32 << 20;
 
 function missing(shardDir: string, seq: number): EngineError {
   const file = join(shardDir, segmentFileName(seq));
@@ -111,7 +124,11 @@ function missing(shardDir: string, seq: number): EngineError {
 }
 
 async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number }> {
-  const threads = Math.min(opts.replayThreads, tasks.length);
+  let threads = Math.min(opts.replayThreads, tasks.length);
+  // Sealed segments say where their records end; an unsealed one (the newest after a crash)
+  // counts as full.
+  const work = tasks.reduce((sum, t) => sum + peekHeader(t.file).work, 0);
+  if (work < (opts.parallelThreshold ?? kParallelReplayBytes)) threads = 1;
   let done = 0;
   const progress = (): void => opts.onProgress?.(++done, tasks.length);
   if (threads <= 1) {

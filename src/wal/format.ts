@@ -3,10 +3,12 @@ import { crc32 } from 'node:zlib';
 /*
  * Segment layout (little-endian):
  *
- *   0      4        6          8      12     16     20             24          32        60    64
- *   +------+--------+----------+------+------+------+--------------+-----------+---------+-----+
- *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |reserved |crc  |
- *   +------+--------+----------+------+------+------+--------------+-----------+---------+-----+
+ *   0      4        6          8      12     16     20             24          32         36        60    64
+ *   +------+--------+----------+------+------+------+--------------+-----------+----------+---------+-----+
+ *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |sealedEnd |reserved |crc  |
+ *   +------+--------+----------+------+------+------+--------------+-----------+----------+---------+-----+
+ *   sealedEnd: where the records ended when the segment was closed or rotated (0 = not sealed,
+ *   e.g. after a crash). A scheduling hint for parallel replay, never trusted for correctness.
  *   then records, each starting on a 4-byte boundary:
  *   +---------+-------------------------+----------------+--------+
  *   | u32 len | u32 crc32(body, seed=seq)| body (len bytes)| pad->4 |
@@ -68,9 +70,11 @@ export interface SegmentHeader {
   epoch: number;
   segmentBytes: number;
   createdAt: number;
+  /** 0 = not sealed. */
+  sealedEnd: number;
 }
 
-export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version'>): void {
+export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version' | 'sealedEnd'>): void {
   buf.fill(0, at, at + kHeaderBytes);
   buf.writeUInt32LE(kMagic, at);
   buf.writeUInt16LE(kVersion, at + 4);
@@ -80,6 +84,12 @@ export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'ver
   buf.writeUInt32LE(h.epoch, at + 16);
   buf.writeUInt32LE(h.segmentBytes, at + 20);
   buf.writeDoubleLE(h.createdAt, at + 24);
+  buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
+}
+
+/** Record where the records end, in an already written header. */
+export function sealHeader(buf: Buffer, at: number, end: number): void {
+  buf.writeUInt32LE(end, at + 32);
   buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
 }
 
@@ -101,5 +111,6 @@ export function readHeader(buf: Buffer): SegmentHeader | 'empty' | string {
     epoch: buf.readUInt32LE(16),
     segmentBytes: buf.readUInt32LE(20),
     createdAt: buf.readDoubleLE(24),
+    sealedEnd: buf.readUInt32LE(32),
   };
 }

@@ -18,6 +18,7 @@ import {
   kUpdateBodyBytes,
   recordBytes,
   recordCrc,
+  sealHeader,
   writeHeader,
 } from './format.js';
 import { mmapBinding } from './mmap-binding.js';
@@ -163,6 +164,16 @@ abstract class SegmentWriterBase implements WalWriter {
   protected abstract flushWindow(): void;
   /** Make everything up to pos durable. */
   protected abstract syncRange(): void;
+  /** Write the 64 header bytes at segment offset 0 (made durable by the next sync). */
+  protected abstract writeHeaderBytes(header: Buffer): void;
+
+  #header = Buffer.alloc(kHeaderBytes);
+
+  /** Note in the header where the records end: a hint that lets replay plan its threads. */
+  #seal(): void {
+    sealHeader(this.#header, 0, this.pos);
+    this.writeHeaderBytes(this.#header);
+  }
 
   protected syncNow(): void {
     const t0 = process.hrtime.bigint();
@@ -188,13 +199,14 @@ abstract class SegmentWriterBase implements WalWriter {
     this.pos = 0;
     this.syncedPos = 0;
     this.ensureWindow(kHeaderBytes);
-    writeHeader(this.buf, 0, {
+    writeHeader(this.#header, 0, {
       shard: this.opts.shard,
       seq: this.seq,
       epoch: this.opts.epoch,
       segmentBytes: this.opts.segmentBytes,
       createdAt: Date.now(),
     });
+    this.#header.copy(this.buf, 0);
     this.pos = kHeaderBytes;
     this.#serial++;
   }
@@ -216,6 +228,7 @@ abstract class SegmentWriterBase implements WalWriter {
   }
 
   #rotate(): void {
+    this.#seal();
     if (this.opts.sync !== 'never') this.syncNow();
     else this.flushWindow();
     this.releaseSegment();
@@ -351,8 +364,9 @@ abstract class SegmentWriterBase implements WalWriter {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    this.#seal();
     this.flushWindow();
-    if (this.pos !== this.syncedPos) this.syncNow();
+    this.syncNow();
     this.releaseSegment();
     const spare = this.#spare;
     this.#spare = undefined;
@@ -390,6 +404,18 @@ export class MmapWalWriter extends SegmentWriterBase {
   protected ensureWindow(): void {}
 
   protected flushWindow(): void {}
+
+  protected writeHeaderBytes(header: Buffer): void {
+    header.copy(this.buf, 0);
+    // The dirty range synced next starts past page 0 once the segment has grown.
+    if (this.opts.sync !== 'never' && this.syncedPos >= mmapBinding().PAGESIZE) {
+      try {
+        mmapBinding().sync(this.buf, 0, mmapBinding().PAGESIZE, true, false);
+      } catch (err) {
+        throw storageError(err, `msync of segment ${this.seq} header failed`);
+      }
+    }
+  }
 
   protected syncRange(): void {
     const page = mmapBinding().PAGESIZE;
@@ -442,6 +468,18 @@ export class FileWalWriter extends SegmentWriterBase {
       }
     }
     this.bufBase = this.pos;
+  }
+
+  protected writeHeaderBytes(header: Buffer): void {
+    if (this.bufBase === 0) {
+      header.copy(this.buf, 0);
+      return;
+    }
+    try {
+      writeSync(this.#fd, header, 0, header.length, 0);
+    } catch (err) {
+      throw storageError(err, `write to ${this.#path} failed`);
+    }
   }
 
   protected syncRange(): void {
