@@ -96,7 +96,7 @@ export class DrawEngine extends EventEmitter {
     }
     const release = acquireDirLock(opts.dir!);
     try {
-      const state = await recoverDir(opts.dir!, { replayThreads: opts.replayThreads });
+      const state = await recoverDir(opts.dir!, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
       const engine = new DrawEngine(opts, state, release);
       const byShard = engine.#registerRecovered(state.pools);
       // The open-time snapshots (new epoch, new layout), durable before any shard writes.

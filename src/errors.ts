@@ -71,7 +71,7 @@ export function errorToWire(err: unknown): WireError {
 }
 
 export function errorFromWire(wire: WireError): EngineError {
-  const code = (wire.code in codes ? wire.code : 'ERR_SHARD_FAILED') as ErrorCode;
+  const code = (Object.hasOwn(codes, wire.code) ? wire.code : 'ERR_SHARD_FAILED') as ErrorCode;
   const err = new EngineError(code, wire.message, { details: wire.details });
   if (wire.stack) err.stack = wire.stack;
   return err;
@@ -81,6 +81,7 @@ export function errorFromWire(wire: WireError): EngineError {
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 140 ? value.slice(0, 140) + '…' : value);
   if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value); // JSON would print NaN and Infinity as null
   if (typeof value === 'function') return '[function]';
   try {
     const s = JSON.stringify(value);

@@ -27,6 +27,8 @@ export interface DrawEngineOptions {
   maxPending?: number;
   /** Move covered segments to `archive/` instead of deleting them. Default: `false`. */
   archive?: boolean;
+  /** Called as WAL segments are replayed during open (done, total). Default: none. */
+  recoveryProgress?: ((done: number, total: number) => void) | undefined;
 }
 
 export interface FilledOptions {
@@ -41,6 +43,7 @@ export interface FilledOptions {
   seed: number | undefined;
   maxPending: number;
   archive: boolean;
+  recoveryProgress: ((done: number, total: number) => void) | undefined;
 }
 
 export const kMinSegmentBytes = 4096;
@@ -60,11 +63,12 @@ export function defaultOptions(): FilledOptions {
     seed: undefined,
     maxPending: 1 << 20,
     archive: false,
+    recoveryProgress: undefined,
   };
 }
 
 function invalid(path: string, rule: string, value: unknown): never {
-  throw new EngineError('ERR_INVALID_CONFIG', `options.${path} ${rule}, got ${show(value)}`, { details: { option: path, value } });
+  throw new EngineError('ERR_INVALID_CONFIG', `${path === '' ? 'options' : `options.${path}`} ${rule}, got ${show(value)}`, { details: { option: path, value } });
 }
 
 function int(o: Record<string, unknown>, key: string, min: number, max: number): void {
@@ -99,6 +103,7 @@ export function fillOptions(options: unknown): FilledOptions {
   int(o, 'maxPending', 1, 1 << 30);
   if (o.seed !== undefined && (typeof o.seed !== 'number' || !Number.isSafeInteger(o.seed))) invalid('seed', 'must be a safe integer', o.seed);
   if (o.archive !== undefined && typeof o.archive !== 'boolean') invalid('archive', 'must be a boolean', o.archive);
+  if (o.recoveryProgress !== undefined && typeof o.recoveryProgress !== 'function') invalid('recoveryProgress', 'must be a function', o.recoveryProgress);
   const wal = (o.wal as WalMode | undefined) ?? 'mmap';
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0)) invalid('dir', 'must be a non-empty string', o.dir);
   if (o.dir === undefined && wal !== 'none') invalid('dir', `is required unless wal is 'none'`, o.dir);

@@ -74,7 +74,18 @@ export function scanSegment(input: Buffer | SegmentSource, target: ScanTarget, v
   let torn: ScanResult['torn'];
   for (;;) {
     const r = check(src, p, header.seq);
-    if (r === 'end') break;
+    if (r === 'end') {
+      // In an older segment a zero length ends the data only where the segment was sealed
+      // or, unsealed (its shard died), when no valid record follows. The newest segment's
+      // tail is where torn writes live, handled as such.
+      if (!target.newest) {
+        if (header.sealedEnd > p) throw corrupt(target, p, `zero record length before the sealed end ${header.sealedEnd}`);
+        if (header.sealedEnd === 0 && anyValidAfter(src, p, header.seq)) throw corrupt(target, p, 'zero record length followed by valid records');
+        // Cut exactly at a record boundary: records may be missing past this point.
+        if (src.size !== header.segmentBytes) throw corrupt(target, p, `file is ${src.size} bytes, its header says ${header.segmentBytes}`);
+      }
+      break;
+    }
     if ('bad' in r) {
       if (target.newest && !anyValidAfter(src, p, header.seq)) {
         torn = { offset: p, reason: r.bad };

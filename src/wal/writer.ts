@@ -258,6 +258,8 @@ abstract class SegmentWriterBase implements WalWriter {
     buf.writeUInt32LE(recordCrc(buf.subarray(bodyAt, bodyAt + bodyLen), this.seq), frame + 4);
     buf.writeUInt32LE(bodyLen, frame);
     const total = recordBytes(bodyLen);
+    // Padding is zeroed so no stale memory of the reused file staging buffer reaches disk.
+    buf.fill(0, bodyAt + bodyLen, frame + total);
     this.pos += total;
     this.stats.bytes += total;
     this.stats.records++;
