@@ -54,9 +54,16 @@ export function acquireDirLock(dir: string): () => void {
     try {
       writeSync(fd, String(process.pid));
       fsyncSync(fd);
-    } finally {
+    } catch (err) {
       closeSync(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // already gone
+      }
+      throw storageError(err, `cannot write ${path}`);
     }
+    closeSync(fd);
     let released = false;
     return () => {
       if (released) return;

@@ -116,6 +116,7 @@ export class ShardClient {
   #inflightHead = 0;
   #waiting: Waiter[] = [];
   #waitingHead = 0;
+  #admitting = false;
   #nextBatchId = 1;
   /** Draws queued or in flight, waiters excluded. */
   pendingDraws = 0;
@@ -287,7 +288,9 @@ export class ShardClient {
   }
 
   #mustWait(draws: number): boolean {
-    return this.#waitingHead < this.#waiting.length || (this.pendingDraws > 0 && this.pendingDraws + draws > this.#maxPending);
+    // While admitting, the waiter being admitted must not queue again behind the others.
+    if (!this.#admitting && this.#waitingHead < this.#waiting.length) return true;
+    return this.pendingDraws > 0 && this.pendingDraws + draws > this.#maxPending;
   }
 
   draw(pool: PoolMeta): Promise<DrawResult> {
@@ -354,7 +357,12 @@ export class ShardClient {
       const w = this.#waiting[this.#waitingHead]!;
       if (this.pendingDraws > 0 && this.pendingDraws + w.draws > this.#maxPending) break;
       this.#waiting[this.#waitingHead++] = undefined as unknown as Waiter;
-      w.enqueue();
+      this.#admitting = true;
+      try {
+        w.enqueue();
+      } finally {
+        this.#admitting = false;
+      }
     }
     if (this.#waitingHead === this.#waiting.length) {
       this.#waiting = [];
