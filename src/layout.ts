@@ -8,8 +8,9 @@
  *   +-------+------+--------+--------+---------+-------+--------+----------+--------+-------+----------+-----------+---------+
  *     0       1      2        3        4         5       6        7          8        9       10         11
  *
- * Writers: the shard owns every slot of its block except kPendingIndex and kRestartsIndex,
- * which the coordinator owns. One writer per slot; readers use Atomics.load.
+ * Writers: the shard owns every slot of its block except kPendingIndex, kRestartsIndex and
+ * kSnapshotsIndex, which the coordinator owns (it is the one that learns a snapshot is
+ * durable). One writer per slot; readers use Atomics.load.
  */
 export const kSlotsPerShard = 16;
 export const kBlockBytes = kSlotsPerShard * 8;

@@ -88,7 +88,7 @@ export function inspectDir(dir: string): { shards: { shard: number; segments: Se
         epoch: body.epoch,
         pools: body.manifest.poolIds.length,
         poolsInFile: body.pools.length,
-        chain: [...new Set(body.manifest.at)].sort((a, b) => a - b),
+        chain: [...new Set([...body.manifest.at, seq])].sort((a, b) => a - b),
       };
     });
     const chain = loadNewestSnapshot(dir, shard);

@@ -1,16 +1,37 @@
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DrawEngine } from '../engine.js';
-import { listShardDirs } from '../wal/segment-files.js';
+import { kHeaderBytes, readHeader } from '../wal/format.js';
+import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
 import { describe, exitCodeFor, kExitNoData, kExitOk, kExitUsage } from './exit-codes.js';
 import { progressReporter } from './progress.js';
 
-const usage = `usage: reward-pool-engine recover <dir> [--shards N] [--replay-threads N] [--json]
+const usage = `usage: reward-pool-engine recover <dir> [--shards N] [--replay-threads N] [--segment-bytes N] [--json]
 
 Recovers the data directory (as DrawEngine.open would), writes its snapshots, prints the
-recovery report and closes. Exit codes: 0 ok, 2 usage, 3 not a data directory, 4 locked by
+recovery report and closes. Shard count and segment size default to what the directory holds. Exit codes: 0 ok, 2 usage, 3 not a data directory, 4 locked by
 another process, 5 corrupt (ERR_CORRUPT_WAL / ERR_CORRUPT_SNAPSHOT), 1 anything else.
 `;
+
+/** The segment size the directory was written with (from its newest readable segment header). */
+function segmentBytesIn(dir: string): number | undefined {
+  for (const k of listShardDirs(dir).reverse()) {
+    const shardDir = join(dir, shardDirName(k));
+    for (const seq of listSegments(shardDir).reverse()) {
+      const fd = openSync(join(shardDir, segmentFileName(seq)), 'r');
+      try {
+        const head = Buffer.alloc(kHeaderBytes);
+        readSync(fd, head, 0, kHeaderBytes, 0);
+        const h = readHeader(head);
+        if (typeof h === 'object') return h.segmentBytes;
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+  return undefined;
+}
 
 export async function run(argv: string[]): Promise<number> {
   let args;
@@ -18,7 +39,13 @@ export async function run(argv: string[]): Promise<number> {
     args = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { shards: { type: 'string' }, 'replay-threads': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        shards: { type: 'string' },
+        'replay-threads': { type: 'string' },
+        'segment-bytes': { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${usage}`);
@@ -39,9 +66,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const shards = args.values.shards === undefined ? listShardDirs(dir).length : Number(args.values.shards);
   const replayThreads = args.values['replay-threads'] === undefined ? undefined : Number(args.values['replay-threads']);
+  const segmentBytes = args.values['segment-bytes'] === undefined ? segmentBytesIn(dir) : Number(args.values['segment-bytes']);
   const progress = progressReporter('replaying segments');
   try {
-    const engine = await DrawEngine.open({ dir, shards, replayThreads, recoveryProgress: (done, total) => progress.update(done, total) });
+    const engine = await DrawEngine.open({ dir, shards, replayThreads, segmentBytes, recoveryProgress: (done, total) => progress.update(done, total) });
     progress.end();
     const report = engine.recovery;
     const draws = (await Promise.all(engine.poolIds().map((id) => engine.pool(id)))).reduce((sum, p) => sum + p.items.reduce((a, i) => a + i.drawn, 0), 0);

@@ -1,7 +1,7 @@
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { DrawBatch } from '../draw-batch.js';
 import { EngineError, errorFromWire, errorToWire } from '../errors.js';
-import { kPendingIndex, shardBlock } from '../layout.js';
+import { kPendingIndex, kSnapshotsIndex, shardBlock } from '../layout.js';
 import {
   kOpDraw,
   kOpStride,
@@ -229,6 +229,8 @@ export class ShardClient {
 
   #snapshotDone(job: SnapshotJob, err: unknown): void {
     const wire = err === null ? null : errorToWire(err);
+    // Counted here, before snapshot() settles, so a caller sees its own snapshot counted.
+    if (err === null) Atomics.add(this.#metrics, kSnapshotsIndex, 1n);
     this.worker.postMessage({ tag: kTag, type: 'snapshotDone', seq: job.body.coversBelow, error: wire });
     for (const id of job.reqIds) this.#settleSnapshot(id, err);
   }

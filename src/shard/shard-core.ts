@@ -7,7 +7,6 @@ import {
   kEmptyDrawsIndex,
   kRecordsIndex,
   kRotationsIndex,
-  kSnapshotsIndex,
   kStateFailed,
   kStateIndex,
   kSyncNsIndex,
@@ -345,7 +344,6 @@ export class ShardCore {
         snap.at = job.at;
         snap.sinceFull = job.full ? 0 : snap.sinceFull + 1;
         snap.recordsAt = job.recordsAt;
-        Atomics.add(this.#metrics, kSnapshotsIndex, 1n);
       } else {
         for (const r of job.dirty) snap.dirty.add(r);
       }
