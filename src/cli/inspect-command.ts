@@ -1,13 +1,12 @@
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadNewestSnapshot, listSnapshots } from '../snapshot/chain.js';
 import { readSnapshotFile, snapshotFileName } from '../snapshot/format.js';
 import { kRecDraw16, kRecDraw8, kRecordTypeNames } from '../wal/format.js';
 import { scanSegment } from '../wal/reader.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
-import { describe, kExitCorrupt, kExitNoData, kExitOk, kExitUsage } from './exit-codes.js';
+import { parseDirArgs } from './dir-args.js';
+import { describe, kExitCorrupt, kExitOk } from './exit-codes.js';
 
 const usage = `usage: reward-pool-engine inspect <dir> [--json]
 
@@ -102,28 +101,11 @@ export function inspectDir(dir: string): { shards: { shard: number; segments: Se
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${usage}`);
-    return kExitUsage;
-  }
-  if (args.values.help) {
-    process.stdout.write(usage);
-    return kExitOk;
-  }
-  const dir = args.positionals[0];
-  if (dir === undefined || args.positionals.length > 1) {
-    process.stderr.write(usage);
-    return kExitUsage;
-  }
-  if (!existsSync(dir) || !statSync(dir).isDirectory() || listShardDirs(dir).length === 0) {
-    process.stderr.write(`reward-pool-engine inspect: ${JSON.stringify(dir)} is not a reward-pool-engine data directory (no shard-* folders)\n`);
-    return kExitNoData;
-  }
+  const parsed = parseDirArgs('inspect', usage, argv, { json: { type: 'boolean' } });
+  if (typeof parsed === 'number') return parsed;
+  const { dir, values } = parsed;
   const result = inspectDir(dir);
-  if (args.values.json) {
+  if (values.json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } else {
     const out: string[] = [];

@@ -1,10 +1,10 @@
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DrawEngine } from '../engine.js';
 import { kHeaderBytes, readHeader } from '../wal/format.js';
 import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
-import { describe, exitCodeFor, kExitNoData, kExitOk, kExitUsage } from './exit-codes.js';
+import { parseDirArgs } from './dir-args.js';
+import { describe, exitCodeFor, kExitOk } from './exit-codes.js';
 import { progressReporter } from './progress.js';
 
 const usage = `usage: reward-pool-engine recover <dir> [--shards N] [--replay-threads N] [--segment-bytes N] [--json]
@@ -34,39 +34,17 @@ function segmentBytesIn(dir: string): number | undefined {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        shards: { type: 'string' },
-        'replay-threads': { type: 'string' },
-        'segment-bytes': { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${usage}`);
-    return kExitUsage;
-  }
-  if (args.values.help) {
-    process.stdout.write(usage);
-    return kExitOk;
-  }
-  const dir = args.positionals[0];
-  if (dir === undefined || args.positionals.length > 1) {
-    process.stderr.write(usage);
-    return kExitUsage;
-  }
-  if (!existsSync(dir) || !statSync(dir).isDirectory() || listShardDirs(dir).length === 0) {
-    process.stderr.write(`reward-pool-engine recover: ${JSON.stringify(dir)} is not a reward-pool-engine data directory (no shard-* folders)\n`);
-    return kExitNoData;
-  }
-  const shards = args.values.shards === undefined ? listShardDirs(dir).length : Number(args.values.shards);
-  const replayThreads = args.values['replay-threads'] === undefined ? undefined : Number(args.values['replay-threads']);
-  const segmentBytes = args.values['segment-bytes'] === undefined ? segmentBytesIn(dir) : Number(args.values['segment-bytes']);
+  const parsed = parseDirArgs('recover', usage, argv, {
+    shards: { type: 'string' },
+    'replay-threads': { type: 'string' },
+    'segment-bytes': { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { dir, values } = parsed;
+  const shards = values.shards === undefined ? listShardDirs(dir).length : Number(values.shards);
+  const replayThreads = values['replay-threads'] === undefined ? undefined : Number(values['replay-threads']);
+  const segmentBytes = values['segment-bytes'] === undefined ? segmentBytesIn(dir) : Number(values['segment-bytes']);
   const progress = progressReporter('replaying segments');
   try {
     const engine = await DrawEngine.open({ dir, shards, replayThreads, segmentBytes, recoveryProgress: (done, total) => progress.update(done, total) });
@@ -74,7 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     const report = engine.recovery;
     const draws = (await Promise.all(engine.poolIds().map((id) => engine.pool(id)))).reduce((sum, p) => sum + p.items.reduce((a, i) => a + i.drawn, 0), 0);
     await engine.close();
-    if (args.values.json) {
+    if (values.json) {
       process.stdout.write(`${JSON.stringify({ ...report, totalDrawn: draws }, null, 2)}\n`);
     } else {
       const lines = [

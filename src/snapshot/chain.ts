@@ -1,24 +1,11 @@
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RecoveredPool } from '../recovery/pool-state.js';
-import { shardDirName } from '../wal/segment-files.js';
+import { listSeqFiles, shardDirName } from '../wal/segment-files.js';
 import { readSnapshotFile, snapshotFileName, type SnapshotBody } from './format.js';
 
 /** Snapshot sequence numbers in a shard directory, ascending. */
 export function listSnapshots(shardDir: string): number[] {
-  let names: string[];
-  try {
-    names = readdirSync(shardDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  const out: number[] = [];
-  for (const name of names) {
-    const m = /^(\d+)\.snap$/.exec(name);
-    if (m) out.push(Number(m[1]));
-  }
-  return out.sort((a, b) => a - b);
+  return listSeqFiles(shardDir, 'snap');
 }
 
 /** A shard's state as of a snapshot, with the chain it came from. */

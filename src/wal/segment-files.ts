@@ -11,8 +11,8 @@ export function segmentFileName(seq: number): string {
   return `${String(seq).padStart(10, '0')}.wal`;
 }
 
-/** Sequence numbers of the segments in a shard directory, ascending. */
-export function listSegments(shardDir: string): number[] {
+/** Sequence numbers of the `<seq>.<ext>` files in a shard directory, ascending. */
+export function listSeqFiles(shardDir: string, ext: 'wal' | 'snap'): number[] {
   let names: string[];
   try {
     names = readdirSync(shardDir);
@@ -20,12 +20,18 @@ export function listSegments(shardDir: string): number[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+  const pattern = ext === 'wal' ? /^(\d+)\.wal$/ : /^(\d+)\.snap$/;
   const seqs: number[] = [];
   for (const name of names) {
-    const m = /^(\d+)\.wal$/.exec(name);
+    const m = pattern.exec(name);
     if (m) seqs.push(Number(m[1]));
   }
   return seqs.sort((a, b) => a - b);
+}
+
+/** Sequence numbers of the segments in a shard directory, ascending. */
+export function listSegments(shardDir: string): number[] {
+  return listSeqFiles(shardDir, 'wal');
 }
 
 /** Shard directory numbers present under dir (from any previous run, whatever its shard count). */
