@@ -1,10 +1,9 @@
 /**
  * Shared helpers for the integration tests. They drive the BUILT package (dist/), so run
- * `npm run build` after changing src/ or workers/.
+ * `npm run build` after changing src/ or workers/. The files of a data directory (segments,
+ * records, snapshots, hashes) are read with ./wal-files.ts.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect } from 'vitest';
 import { DrawEngine, EngineError } from '../../dist/src/index.js';
@@ -12,6 +11,9 @@ import type { DrawEngineOptions, ErrorCode, PoolState } from '../../dist/src/ind
 
 export { DrawEngine, EngineError };
 export type { PoolState };
+
+/** Pool states by id, as allStates returns them. */
+export type States = Record<string, PoolState>;
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -83,15 +85,15 @@ export async function expectCode(promise: Promise<unknown>, code: ErrorCode, ...
 }
 
 /** Every pool's state, by id (ids sorted, so two snapshots compare with toEqual). */
-export async function allStates(engine: DrawEngine): Promise<Record<string, PoolState>> {
+export async function allStates(engine: DrawEngine): Promise<States> {
   const ids = engine.poolIds().sort();
   const states = await Promise.all(ids.map((id) => engine.pool(id)));
-  const out: Record<string, PoolState> = {};
+  const out: States = {};
   for (const s of states) out[s.id] = s;
   return out;
 }
 
-export function maxLastRequestId(states: Record<string, PoolState>): number {
+export function maxLastRequestId(states: States): number {
   return Math.max(0, ...Object.values(states).map((s) => s.lastRequestId));
 }
 
@@ -104,89 +106,6 @@ export async function shardOfPool(engine: DrawEngine, poolId: string): Promise<n
   const k = moved.findIndex((d) => d > 0);
   expect(moved.filter((d) => d > 0)).toHaveLength(1);
   return k;
-}
-
-// ---- WAL files (the on-disk rules of DESIGN.md) ----
-
-export const kHeaderBytes = 64;
-export const kRecDraw8 = 1;
-export const kRecDraw16 = 2;
-export const kRecPoolRef = 3;
-export const kRecCreatePool = 4;
-export const kRecUpdateItem = 5;
-
-export interface WalRecord {
-  /** Offset of the record frame (its u32 length) in the segment. */
-  offset: number;
-  len: number;
-  /** Offset just past the record and its padding. */
-  end: number;
-  type: number;
-}
-
-export interface DrawRecord extends WalRecord {
-  ref: number;
-  firstRequestId: number;
-  count: number;
-  /** Item index per draw; -1 for an empty draw. */
-  indices: number[];
-}
-
-export function align4(n: number): number {
-  return (n + 3) & ~3;
-}
-
-/** Records of a segment file: [u32 len][u32 crc][body][pad to 4] after a 64-byte header; a zero length ends the data. */
-export function scanRecords(buf: Buffer): { records: WalRecord[]; end: number } {
-  const records: WalRecord[] = [];
-  let p = kHeaderBytes;
-  while (p + 8 <= buf.length) {
-    const len = buf.readUInt32LE(p);
-    if (len === 0) break;
-    const end = p + align4(8 + len);
-    records.push({ offset: p, len, end, type: buf[p + 8]! });
-    p = end;
-  }
-  return { records, end: p };
-}
-
-export function decodeDraw(buf: Buffer, rec: WalRecord): DrawRecord {
-  const body = rec.offset + 8;
-  const width = rec.type === kRecDraw8 ? 1 : 2;
-  const count = buf.readUInt32LE(body + 16);
-  const indices: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const v = width === 1 ? buf[body + 20 + i]! : buf.readUInt16LE(body + 20 + 2 * i);
-    indices.push(v === (width === 1 ? 0xff : 0xffff) ? -1 : v);
-  }
-  return { ...rec, ref: buf.readUInt32LE(body + 4), firstRequestId: buf.readDoubleLE(body + 8), count, indices };
-}
-
-/** Shard directory numbers under dir. */
-export function shardDirs(dir: string): number[] {
-  return readdirSync(dir)
-    .map((n) => /^shard-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-}
-
-/** Segment files of one shard directory, oldest first (absolute paths). */
-export function segmentFiles(dir: string, shard: number): string[] {
-  const sd = join(dir, `shard-${shard}`);
-  return readdirSync(sd)
-    .filter((n) => /^\d+\.wal$/.test(n))
-    .sort()
-    .map((n) => join(sd, n));
-}
-
-export function allSegmentFiles(dir: string): string[] {
-  return shardDirs(dir).flatMap((k) => segmentFiles(dir, k));
-}
-
-export function readRecords(file: string): { buf: Buffer; records: WalRecord[]; end: number } {
-  const buf = readFileSync(file);
-  return { buf, ...scanRecords(buf) };
 }
 
 // ---- catalogs ----

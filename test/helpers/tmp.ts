@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
@@ -14,6 +14,13 @@ export function tmpDir(label = 'case'): string {
   mkdirSync(dir, { recursive: true });
   made.push(dir);
   return dir;
+}
+
+/** A copy of directory `from` (e.g. a data directory whose engine is closed) in a fresh tmpDir(label). */
+export function copyToTmp(from: string, label = 'copy'): string {
+  const to = tmpDir(label);
+  cpSync(from, to, { recursive: true });
+  return to;
 }
 
 afterAll(() => {

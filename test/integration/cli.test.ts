@@ -4,17 +4,15 @@
  * another process, 5 corrupt, 1 anything else.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DrawEngine } from '../../dist/src/index.js';
-import type { PoolState } from '../../dist/src/index.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { allStates, DrawEngine, KiB, useEngines, type States } from '../helpers/engine.js';
+import { copyToTmp, tmpDir } from '../helpers/tmp.js';
+import { fingerprint, segmentFiles } from '../helpers/wal-files.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const KiB = 1024;
 
 interface Run {
   status: number | null;
@@ -28,52 +26,17 @@ function cli(...args: string[]): Run {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const live: DrawEngine[] = [];
-afterEach(async () => {
-  await Promise.allSettled(live.splice(0).map((e) => e.close()));
-});
-
-type States = Record<string, PoolState>;
-
-async function allStates(engine: DrawEngine): Promise<States> {
-  const ids = engine.poolIds().sort();
-  const out: States = {};
-  for (const s of await Promise.all(ids.map((id) => engine.pool(id)))) out[s.id] = s;
-  return out;
-}
+const openEngine = useEngines();
 
 async function statesOf(dir: string): Promise<States> {
-  const engine = await DrawEngine.open({ dir, shards: 2, segmentBytes: 64 * KiB });
-  live.push(engine);
+  const engine = await openEngine({ dir, shards: 2, segmentBytes: 64 * KiB });
   const states = await allStates(engine);
   await engine.close();
   return states;
 }
 
-function fingerprint(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string, rel: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path, `${rel}${name}/`);
-      else out[`${rel}${name}`] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(dir, '');
-  return out;
-}
-
 function copy(label: string): string {
-  const to = tmpDir(label);
-  cpSync(good, to, { recursive: true });
-  return to;
-}
-
-function segments(dir: string, k: number): string[] {
-  return readdirSync(join(dir, `shard-${k}`))
-    .filter((n) => n.endsWith('.wal'))
-    .sort()
-    .map((n) => join(dir, `shard-${k}`, n));
+  return copyToTmp(good, label);
 }
 
 // The good directory: two shards, several segments, a snapshot in the middle, a 300-item pool
@@ -160,7 +123,7 @@ describe('inspect', () => {
 
   it('reports a torn tail (exit 0) and a damaged snapshot (exit 5)', () => {
     const dir = copy('cli-inspect-damage');
-    const newest = segments(dir, busy).at(-1)!;
+    const newest = segmentFiles(dir, busy).at(-1)!;
     const buf = readFileSync(newest);
     const end = buf.readUInt32LE(32); // sealedEnd
     buf.writeUInt32LE(24, end);
@@ -250,7 +213,7 @@ describe('exit codes', () => {
     const snapDir = join(dir, `shard-${busy}`);
     const snapSeq = readdirSync(snapDir).filter((n) => n.endsWith('.snap')).sort().at(-1)!.slice(0, 10);
     const file = join(snapDir, `${snapSeq}.wal`);
-    expect(segments(dir, busy).at(-1)).not.toBe(file);
+    expect(segmentFiles(dir, busy).at(-1)).not.toBe(file);
     const buf = readFileSync(file);
     const at = 64; // its first record
     buf[at + 8 + 9]! ^= 0x20;
@@ -276,7 +239,7 @@ describe('exit codes', () => {
 
   it('a damaged segment that the snapshot covers: inspect reports it (5), recover does not need it (0)', () => {
     const dir = copy('cli-covered');
-    const file = segments(dir, busy)[1]!; // segment 2, before the snapshot
+    const file = segmentFiles(dir, busy)[1]!; // segment 2, before the snapshot
     const buf = readFileSync(file);
     buf[64 + 8 + 9]! ^= 0x20;
     writeFileSync(file, buf);
@@ -289,8 +252,7 @@ describe('exit codes', () => {
 
   it('4: another engine holds the lock (inspect still reads)', async () => {
     const dir = copy('cli-locked');
-    const engine = await DrawEngine.open({ dir, shards: 2, segmentBytes: 64 * KiB });
-    live.push(engine);
+    const engine = await openEngine({ dir, shards: 2, segmentBytes: 64 * KiB });
     const rec = cli('recover', dir);
     expect(rec.status, rec.stderr).toBe(4);
     expect(rec.stderr).toContain('ERR_DIR_LOCKED');

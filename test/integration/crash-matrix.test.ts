@@ -17,24 +17,15 @@
  * shard layout than the run that wrote them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it, type TestContext } from 'vitest';
-import { DrawEngine } from '../../dist/src/index.js';
-import type { DrawEngineOptions, PoolState } from '../../dist/src/index.js';
-import { tmpDir } from '../helpers/tmp.js';
+import type { DrawEngineOptions } from '../../dist/src/index.js';
+import { allStates, DrawEngine, fixture, KiB, type Item, type States } from '../helpers/engine.js';
+import { copyToTmp, tmpDir } from '../helpers/tmp.js';
+import { segmentFiles, shardDirs } from '../helpers/wal-files.js';
 
-const childScript = fileURLToPath(new URL('../fixtures/crash-matrix-child.mjs', import.meta.url));
-const KiB = 1024;
-
-interface Item {
-  id: string;
-  weight: number;
-  quantity: number;
-}
-
-type States = Record<string, PoolState>;
+const childScript = fixture('crash-matrix-child.mjs');
 
 // ---- engines and children that must not outlive a test (tests run concurrently) ----
 
@@ -62,13 +53,6 @@ async function openEngine(live: Live, options: DrawEngineOptions): Promise<DrawE
 async function closeEngine(live: Live, engine: DrawEngine): Promise<void> {
   await engine.close();
   live.engines.delete(engine);
-}
-
-async function allStates(engine: DrawEngine): Promise<States> {
-  const ids = engine.poolIds().sort();
-  const out: States = {};
-  for (const s of await Promise.all(ids.map((id) => engine.pool(id)))) out[s.id] = s;
-  return out;
 }
 
 /** mulberry32, for the kill points and shard counts. */
@@ -317,13 +301,7 @@ interface MatrixStats {
 }
 
 function maxSegmentsPerShard(dir: string): number {
-  let maxWalPerShard = 0;
-  for (const name of readdirSync(dir)) {
-    if (!/^shard-\d+$/.test(name)) continue;
-    const files = readdirSync(join(dir, name));
-    maxWalPerShard = Math.max(maxWalPerShard, files.filter((f) => f.endsWith('.wal')).length);
-  }
-  return maxWalPerShard;
+  return Math.max(0, ...shardDirs(dir).map((k) => segmentFiles(dir, k).length));
 }
 
 /** Several kill/recover cycles on one directory. */
@@ -449,12 +427,10 @@ describe('crash while open writes its snapshots', () => {
     await closeEngine(live, engine);
 
     // The complete open (3 shards) in a copy, to take its snapshot files from.
-    const next = tmpDir('open-crash-next');
-    cpSync(old, next, { recursive: true });
+    const next = copyToTmp(old, 'open-crash-next');
     await closeEngine(live, await openEngine(live, { ...opts, dir: next, shards: 3 }));
 
-    const crashed = tmpDir('open-crash');
-    cpSync(old, crashed, { recursive: true });
+    const crashed = copyToTmp(old, 'open-crash');
     let copied = 0;
     for (const k of written) {
       const from = join(next, `shard-${k}`);

@@ -2,11 +2,10 @@
  * Process death: a child draws under load and prints every acknowledged draw; the parent
  * SIGKILLs it mid-append and recovers the directory. Nothing acknowledged may be missing.
  */
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tmpDir } from '../helpers/tmp.js';
-import { allStates, fixture, KiB, maxLastRequestId, shardDirs, useChildren, useEngines, type Item } from '../helpers/engine.js';
+import { allStates, fixture, KiB, maxLastRequestId, useChildren, useEngines, type Item } from '../helpers/engine.js';
+import { seqOf, shardDirs, snapshotFiles } from '../helpers/wal-files.js';
 
 const openEngine = useEngines();
 const spawnChild = useChildren();
@@ -156,9 +155,7 @@ async function drawThenKill(
 
 /** Snapshot files written after the open-time one (which is at segment 1 in a fresh dir). */
 function autoSnapshots(dir: string): string[] {
-  return shardDirs(dir).flatMap((k) =>
-    readdirSync(join(dir, `shard-${k}`)).filter((n) => /^\d+\.snap$/.test(n) && Number(n.slice(0, -5)) > 1),
-  );
+  return shardDirs(dir).flatMap((k) => snapshotFiles(dir, k).filter((f) => seqOf(f) > 1));
 }
 
 const variants: ['mmap' | 'file', 'always' | 'interval', number, number | undefined][] = [

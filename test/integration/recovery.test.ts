@@ -8,24 +8,28 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { tmpDir } from '../helpers/tmp.js';
 import {
-  allSegmentFiles,
   allStates,
   bigCatalog,
-  decodeDraw,
   expectCode,
   KiB,
-  kRecDraw16,
-  kRecDraw8,
   maxLastRequestId,
-  readRecords,
-  segmentFiles,
-  shardDirs,
   shardOfPool,
   useEngines,
   DrawEngine,
   type Item,
   type PoolState,
 } from '../helpers/engine.js';
+import {
+  allSegmentFiles,
+  decodeDraw,
+  kRecDraw16,
+  kRecDraw8,
+  readRecords,
+  segmentFiles,
+  seqOf,
+  shardDirs,
+  snapshotFiles,
+} from '../helpers/wal-files.js';
 
 const openEngine = useEngines();
 
@@ -310,12 +314,6 @@ describe.each(['mmap', 'file'] as Wal[])('corruption, wal %s', (wal) => {
 });
 
 describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
-  const snapFiles = (dir: string, k: number): string[] =>
-    readdirSync(join(dir, `shard-${k}`))
-      .filter((n) => n.endsWith('.snap'))
-      .sort();
-  const seqOf = (name: string): number => Number(/(\d+)\.(wal|snap)$/.exec(name)![1]);
-
   it('snapshot() mid-run: reopen starts from it and replays only the WAL after it', async () => {
     const dir = tmpDir(`snap-${wal}`);
     let engine = await openEngine({ dir, shards: 2, wal, segmentBytes: 64 * KiB, snapshotEveryRecords: 0 });
@@ -353,7 +351,7 @@ describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
       engine = await openEngine({ dir, shards: 2, wal, segmentBytes: 64 * KiB, archive });
       expect(await allStates(engine)).toEqual(before);
       for (const k of shardDirs(dir)) {
-        const snaps = snapFiles(dir, k);
+        const snaps = snapshotFiles(dir, k);
         expect(snaps.length).toBeGreaterThanOrEqual(1);
         const base = seqOf(snaps.at(-1)!);
         // No segment below the newest snapshot is left in the shard directory.
@@ -374,7 +372,7 @@ describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
   /** Flip one byte near the end (inside the msgpack body) of the newest snapshot of every shard. */
   function damageNewestSnapshots(dir: string): string[] {
     return shardDirs(dir).map((k) => {
-      const file = join(dir, `shard-${k}`, snapFiles(dir, k).at(-1)!);
+      const file = snapshotFiles(dir, k).at(-1)!;
       const buf = readFileSync(file);
       buf[buf.length - 3] = buf[buf.length - 3]! ^ 0xff;
       writeFileSync(file, buf);
@@ -412,7 +410,7 @@ describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
     // The reopen snapshots everything and retires the segments and snapshots before it.
     engine = await openEngine({ dir, shards: 2, wal, segmentBytes: 64 * KiB });
     await engine.close();
-    for (const k of shardDirs(dir)) expect(snapFiles(dir, k)).toHaveLength(1);
+    for (const k of shardDirs(dir)) expect(snapshotFiles(dir, k)).toHaveLength(1);
     damageNewestSnapshots(dir);
     const listing = (): string[] => shardDirs(dir).flatMap((k) => readdirSync(join(dir, `shard-${k}`)).map((n) => `${k}/${n}`));
     const files = listing();
@@ -434,7 +432,7 @@ describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
     await engine.close();
     // close() waits for snapshots in flight: at least one automatic snapshot (after the open-time
     // one at segment 1) is on disk.
-    const autoSnaps = shardDirs(dir).flatMap((k) => snapFiles(dir, k).filter((n) => seqOf(n) > 1));
+    const autoSnaps = shardDirs(dir).flatMap((k) => snapshotFiles(dir, k).filter((n) => seqOf(n) > 1));
     expect(autoSnaps.length).toBeGreaterThan(0);
 
     engine = await openEngine({ dir, shards: 3, wal, segmentBytes: 16 * KiB, snapshotEveryRecords: 20 });

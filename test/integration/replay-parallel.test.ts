@@ -6,36 +6,16 @@
  * (two-byte draw records) and more than 32 MiB of records (past the threshold under which
  * DrawEngine.open stays on one thread).
  */
-import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createHash } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DrawEngine, EngineError } from '../../dist/src/index.js';
-import type { DrawEngineOptions, PoolState } from '../../dist/src/index.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { recoverDir, type RecoveredState } from '../../dist/src/recovery/recover.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { allStates, DrawEngine, EngineError, MiB, useEngines, type PoolState, type States } from '../helpers/engine.js';
+import { copyToTmp, tmpDir } from '../helpers/tmp.js';
+import { fingerprint, segmentFiles } from '../helpers/wal-files.js';
 
-const MiB = 1024 * 1024;
 const segmentBytes = 1 * MiB;
 
-const open: DrawEngine[] = [];
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((e) => e.close()));
-});
-async function openEngine(options: DrawEngineOptions): Promise<DrawEngine> {
-  const engine = await DrawEngine.open(options);
-  open.push(engine);
-  return engine;
-}
-
-type States = Record<string, PoolState>;
-
-async function allStates(engine: DrawEngine): Promise<States> {
-  const ids = engine.poolIds().sort();
-  const out: States = {};
-  for (const s of await Promise.all(ids.map((id) => engine.pool(id)))) out[s.id] = s;
-  return out;
-}
+const openEngine = useEngines();
 
 /** Recovered pools as PoolState records, pool ids sorted. */
 function asStates(state: RecoveredState): States {
@@ -59,27 +39,6 @@ function stableJson(state: RecoveredState): string {
       return [id, p.itemIds, Array.from(p.weights), Array.from(p.quantities), Array.from(p.drawn), p.lastRequestId];
     }),
   );
-}
-
-/** Names, sizes and content hashes of every file under dir (to prove readOnly changed nothing). */
-function fingerprint(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string, rel: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const path = join(d, name);
-      if (statSync(path).isDirectory()) walk(path, `${rel}${name}/`);
-      else out[`${rel}${name}`] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(dir, '');
-  return out;
-}
-
-function segmentsOf(dir: string, shard: number): string[] {
-  return readdirSync(join(dir, `shard-${shard}`))
-    .filter((n) => n.endsWith('.wal'))
-    .sort()
-    .map((n) => join(dir, `shard-${shard}`, n));
 }
 
 let source: string;
@@ -131,7 +90,7 @@ beforeAll(async () => {
 
 describe('parallel replay', () => {
   it('recoverDir with 1 and 2 replay threads gives identical pools; readOnly changes nothing', async () => {
-    for (const k of [0, 1]) expect(segmentsOf(source, k).length, `segments of shard ${k}`).toBeGreaterThanOrEqual(8);
+    for (const k of [0, 1]) expect(segmentFiles(source, k).length, `segments of shard ${k}`).toBeGreaterThanOrEqual(8);
     const before = fingerprint(source);
 
     const serial = await recoverDir(source, { replayThreads: 1, readOnly: true });
@@ -148,7 +107,7 @@ describe('parallel replay', () => {
     for (const key of ['segments', 'records', 'drawsReplayed', 'bytes', 'maxRequestId', 'pools', 'epoch', 'snapshotsLoaded'] as const) {
       expect(parallel.report[key], key).toBe(serial.report[key]);
     }
-    expect(serial.report.segments).toBe(segmentsOf(source, 0).length + segmentsOf(source, 1).length);
+    expect(serial.report.segments).toBe(segmentFiles(source, 0).length + segmentFiles(source, 1).length);
     expect(serial.report.drawsReplayed).toBe(drawsMade);
     expect(parallel.report.tornTails).toEqual([]);
     expect(parallel.report.removedSegments).toEqual([]);
@@ -163,10 +122,8 @@ describe('parallel replay', () => {
   });
 
   it('DrawEngine.open with replayThreads 1 and 2 on two copies gives identical pool() states', async () => {
-    const a = tmpDir('replay-a');
-    const b = tmpDir('replay-b');
-    cpSync(source, a, { recursive: true });
-    cpSync(source, b, { recursive: true });
+    const a = copyToTmp(source, 'replay-a');
+    const b = copyToTmp(source, 'replay-b');
 
     const one = await openEngine({ dir: a, shards: 2, segmentBytes, replayThreads: 1 });
     const two = await openEngine({ dir: b, shards: 2, segmentBytes, replayThreads: 2 });
@@ -196,11 +153,10 @@ describe('parallel replay', () => {
   });
 
   it('a torn tail and a corrupt older record are reported the same by both paths', async () => {
-    const dir = tmpDir('replay-damage');
-    cpSync(source, dir, { recursive: true });
+    const dir = copyToTmp(source, 'replay-damage');
 
     // Garbage after the last record of shard 1's newest segment: a torn write.
-    const newest = segmentsOf(dir, 1).at(-1)!;
+    const newest = segmentFiles(dir, 1).at(-1)!;
     const buf = readFileSync(newest);
     const end = buf.readUInt32LE(32); // sealedEnd
     expect(end).toBeGreaterThan(64);
@@ -219,7 +175,7 @@ describe('parallel replay', () => {
 
     // A flipped byte inside a record of an older segment: corruption, raised from a pool thread
     // with its code, class, file and offset intact.
-    const older = segmentsOf(dir, 0)[2]!;
+    const older = segmentFiles(dir, 0)[2]!;
     const obuf = readFileSync(older);
     const recordAt = 64;
     obuf[recordAt + 8 + 12] ^= 0x40; // inside the first record's body

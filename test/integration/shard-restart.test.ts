@@ -177,6 +177,12 @@ describe.each([
       if (exited) t.ackedAfterExit++;
       wake();
     };
+    /** A drawMany result: successful draws per item index (0xffff marks an empty draw). */
+    const recordBatch = (id: string, indices: Uint16Array): void => {
+      const counts = [0, 0, 0];
+      for (const idx of indices) if (idx !== 0xffff) counts[idx]!++;
+      record(id, counts);
+    };
     const rejected = async (id: string, n: number, err: unknown): Promise<void> => {
       const t = tallies.get(id)!;
       t.rejected.push(err as EngineError);
@@ -190,11 +196,7 @@ describe.each([
         const n = 1 + ((round * 7919 + salt * 104_729) % 4_000);
         tallies.get(id)!.requested += n;
         await engine.drawMany(id, n).then(
-          (b) => {
-            const counts = [0, 0, 0];
-            for (const idx of b.indices) if (idx !== 0xffff) counts[idx]!++;
-            record(id, counts);
-          },
+          (b) => recordBatch(id, b.indices),
           (err: unknown) => rejected(id, n, err),
         );
       }
@@ -224,8 +226,7 @@ describe.each([
     tallies.get(victims[0]!)!.requested += 3_000;
     tallies.get(victims[1]!)!.requested += 10;
     const doomedSettled = Promise.allSettled(doomed);
-    const workersNow = (engine as unknown as Record<symbol, Worker[]>)[kShardWorkers];
-    void workersNow[victimShard]!.terminate();
+    void workers(engine)[victimShard]!.terminate();
 
     const [exit] = await exitInfo;
     expect(exit.shard).toBe(victimShard);
@@ -256,11 +257,7 @@ describe.each([
     await Promise.all(loops);
     const later = await engine.drawMany(victims[2]!, 100);
     tallies.get(victims[2]!)!.requested += 100;
-    {
-      const counts = [0, 0, 0];
-      for (const idx of later.indices) if (idx !== 0xffff) counts[idx]!++;
-      record(victims[2]!, counts);
-    }
+    recordBatch(victims[2]!, later.indices);
 
     // Who failed: only the victim's pools, only with ERR_SHARD_FAILED.
     for (const id of bystanders) {

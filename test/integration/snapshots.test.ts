@@ -6,65 +6,23 @@
  * segment). Snapshot file: 44-byte header [u32 magic, u16 version, u16 reserved, u32 bodyLen,
  * sha256(body)] + msgpackr body, named dir/shard-<k>/<10-digit seq>.snap.
  */
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { DrawEngine, EngineError } from '../../dist/src/index.js';
-import type { DrawEngineOptions, ErrorCode, PoolState } from '../../dist/src/index.js';
+import { describe, expect, it } from 'vitest';
 import { readSnapshotFile, type SnapshotBody } from '../../dist/src/snapshot/format.js';
-import { tmpDir } from '../helpers/tmp.js';
+import { allStates, DrawEngine, expectCode, KiB, useEngines } from '../helpers/engine.js';
+import { copyToTmp, tmpDir } from '../helpers/tmp.js';
+import { readRecords, segmentFiles, seqOf, sha256File, shardDir, snapshotFiles } from '../helpers/wal-files.js';
 
-const KiB = 1024;
 const kSnapHeaderBytes = 44;
-const kSegHeaderBytes = 64;
 
-// ---- engines ----
-
-const live: DrawEngine[] = [];
-afterEach(async () => {
-  await Promise.allSettled(live.splice(0).map((e) => e.close()));
-});
-
-async function openEngine(options: DrawEngineOptions): Promise<DrawEngine> {
-  const engine = await DrawEngine.open(options);
-  live.push(engine);
-  return engine;
-}
-
-type States = Record<string, PoolState>;
-
-async function allStates(engine: DrawEngine): Promise<States> {
-  const ids = engine.poolIds().sort();
-  const out: States = {};
-  for (const s of await Promise.all(ids.map((id) => engine.pool(id)))) out[s.id] = s;
-  return out;
-}
-
-async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<EngineError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `expected a rejection with ${code}`).toBeInstanceOf(EngineError);
-  expect((err as EngineError).code, (err as EngineError).message).toBe(code);
-  return err as EngineError;
-}
+const openEngine = useEngines();
 
 // ---- files ----
 
-function shardDir(dir: string, k: number): string {
-  return join(dir, `shard-${k}`);
-}
-
 function seqsOf(dir: string, k: number, ext: 'wal' | 'snap'): number[] {
-  const d = shardDir(dir, k);
-  if (!existsSync(d)) return [];
-  return readdirSync(d)
-    .map((n) => new RegExp(`^(\\d{10})\\.${ext}$`).exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
+  if (!existsSync(shardDir(dir, k))) return [];
+  return (ext === 'wal' ? segmentFiles(dir, k) : snapshotFiles(dir, k)).map(seqOf);
 }
 
 function walPath(dir: string, k: number, seq: number): string {
@@ -90,24 +48,6 @@ function flipByte(path: string, offset: number): () => void {
   };
   flip();
   return flip;
-}
-
-function sha(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
-/** Record frames of a segment: [u32 len][u32 crc][body][pad to 4] after the 64-byte header. */
-function records(path: string): { offset: number; len: number; type: number }[] {
-  const buf = readFileSync(path);
-  const out: { offset: number; len: number; type: number }[] = [];
-  let p = kSegHeaderBytes;
-  while (p + 8 <= buf.length) {
-    const len = buf.readUInt32LE(p);
-    if (len === 0) break;
-    out.push({ offset: p, len, type: buf[p + 8]! });
-    p += (8 + len + 3) & ~3;
-  }
-  return out;
 }
 
 const catalog = (q: number) => [
@@ -279,7 +219,7 @@ describe('snapshots', () => {
       expect(covered.length).toBeGreaterThanOrEqual(3);
       // The previous snapshot's fallback: nothing is retired by the first snapshot of a run.
       expect(walBefore[0]).toBe(1);
-      const hashes = new Map(covered.map((seq) => [seq, sha(walPath(dir, 0, seq))]));
+      const hashes = new Map(covered.map((seq) => [seq, sha256File(walPath(dir, 0, seq))]));
 
       await drawAll(engine, pools, 100_000);
       await engine.snapshot();
@@ -296,7 +236,7 @@ describe('snapshots', () => {
       if (archive) {
         const names = readdirSync(archived).filter((n) => n.endsWith('.wal')).sort();
         expect(names).toEqual(covered.map((seq) => `${String(seq).padStart(10, '0')}.wal`));
-        for (const [seq, hash] of hashes) expect(sha(join(archived, `${String(seq).padStart(10, '0')}.wal`)), `archived ${seq}`).toBe(hash);
+        for (const [seq, hash] of hashes) expect(sha256File(join(archived, `${String(seq).padStart(10, '0')}.wal`)), `archived ${seq}`).toBe(hash);
       } else {
         expect(existsSync(archived)).toBe(false);
       }
@@ -381,7 +321,7 @@ describe('snapshots', () => {
     const segs = seqsOf(dir, 0, 'wal');
     expect(segs.length).toBeGreaterThanOrEqual(3);
     const file = walPath(dir, 0, segs[1]!);
-    const recs = records(file);
+    const recs = readRecords(file).records;
     expect(recs.length).toBeGreaterThan(4);
     const victim = recs[3]!;
     const restore = flipByte(file, victim.offset + 8 + 10);
@@ -463,7 +403,7 @@ describe('snapshots', () => {
     expect(s1).toBeGreaterThanOrEqual(3); // segments 1 and 3 stay, 2 goes
     const savedBefore = readFileSync(before);
     unlinkSync(before);
-    const copy = copyOf(dir);
+    const copy = copyToTmp(dir);
     const ok = await openEngine({ ...opts, dir: copy });
     expect(await allStates(ok)).toEqual(states);
     await ok.close();
@@ -510,10 +450,3 @@ describe('snapshots', () => {
     expect(await allStates(two)).toEqual(final);
   });
 });
-
-/** A copy of a data directory (the engine that wrote it is closed). */
-function copyOf(dir: string): string {
-  const to = tmpDir('copy');
-  cpSync(dir, to, { recursive: true });
-  return to;
-}

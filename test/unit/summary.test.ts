@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
@@ -20,8 +20,9 @@ import {
   kUpdateBodyBytes,
 } from '../../src/wal/format.js';
 import { scanSegment } from '../../src/wal/reader.js';
-import { FileWalWriter, MmapWalWriter, type WalWriterOptions } from '../../src/wal/writer.js';
+import { FileWalWriter, MmapWalWriter } from '../../src/wal/writer.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { segmentFiles, writerOptions } from '../helpers/wal-files.js';
 
 // ---------------------------------------------------------------------------------------------
 // A random history generator with a reference model: WeightedSelector per pool, driven by a
@@ -141,24 +142,9 @@ function generate(seed: number, nOps: number): History {
 // ---------------------------------------------------------------------------------------------
 // Writing a span of the history with the real writer, and summarizing what it wrote.
 
-function writerOptions(dir: string, segmentBytes: number): WalWriterOptions {
-  return {
-    dir,
-    shard: 0,
-    epoch: 1,
-    firstSeq: 1,
-    segmentBytes,
-    sync: 'never',
-    syncIntervalMs: 10,
-    onBackgroundError: (err) => {
-      throw err;
-    },
-  };
-}
-
 /** Write ops[from, to) as one run of a shard would (pools created earlier are registered). */
 async function writeSpan(h: History, from: number, to: number, dir: string, segmentBytes: number, kind: 'mmap' | 'file'): Promise<void> {
-  const opts = writerOptions(dir, segmentBytes);
+  const opts = writerOptions(dir, { segmentBytes });
   const w = kind === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
   for (let o = 0; o < from; o++) {
     const op = h.ops[o]!;
@@ -183,12 +169,8 @@ async function writeSpan(h: History, from: number, to: number, dir: string, segm
 
 /** One SpanSummary per segment file of dir/shard-0, oldest first. */
 function summarizeSegments(dir: string): SpanSummary[] {
-  const shardDir = join(dir, 'shard-0');
-  const files = readdirSync(shardDir)
-    .filter((n) => n.endsWith('.wal'))
-    .sort();
-  return files.map((name, i) => {
-    const file = join(shardDir, name);
+  const files = segmentFiles(dir);
+  return files.map((file, i) => {
     const s = new SegmentSummarizer();
     const res = scanSegment(readFileSync(file), { file, newest: i === files.length - 1 }, s.visit);
     expect(res.torn).toBeUndefined();
@@ -428,7 +410,7 @@ describe('SegmentSummarizer on hand-built records', () => {
 
   it('an undecodable record becomes ERR_CORRUPT_WAL through scanSegment', async () => {
     const dir = tmpDir('summary-undecodable');
-    const w = new MmapWalWriter(writerOptions(dir, 4096)).start();
+    const w = new MmapWalWriter(writerOptions(dir, { segmentBytes: 4096 })).start();
     w.registerPool(0, 'p', 3);
     // A draw index past the catalog (the writer does not check; recovery must).
     w.appendDraws(0, 1, Uint16Array.of(0, 7), 0, 2);

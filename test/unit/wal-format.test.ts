@@ -27,6 +27,7 @@ import { scanSegment, type ScanResult } from '../../src/wal/reader.js';
 import { SegmentSource } from '../../src/wal/segment-source.js';
 import { FileWalWriter, MmapWalWriter, type WalWriter, type WalWriterOptions } from '../../src/wal/writer.js';
 import { tmpDir } from '../helpers/tmp.js';
+import { segmentFiles, writerOptions } from '../helpers/wal-files.js';
 
 type Kind = 'mmap' | 'file';
 
@@ -40,29 +41,8 @@ const kSample = [
 ];
 
 function openWriter(kind: Kind, dir: string, over: Partial<WalWriterOptions> = {}): WalWriter {
-  const opts: WalWriterOptions = {
-    dir,
-    shard: 0,
-    epoch: 1,
-    firstSeq: 1,
-    segmentBytes: 4096,
-    sync: 'never',
-    syncIntervalMs: 10,
-    onBackgroundError: (err) => {
-      throw err;
-    },
-    ...over,
-  };
+  const opts = writerOptions(dir, over);
   return kind === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
-}
-
-/** Segment files of a shard directory, oldest first. */
-function segments(dir: string, shard = 0): string[] {
-  const shardDir = join(dir, `shard-${shard}`);
-  return readdirSync(shardDir)
-    .filter((n) => /^\d{10}\.wal$/.test(n))
-    .sort()
-    .map((n) => join(shardDir, n));
 }
 
 interface Rec {
@@ -207,7 +187,7 @@ describe('WAL writer and reader: round trip', () => {
     w.appendUpdate(1, 299, 1, -1);
     w.commit();
     return w.close().then(() => {
-      const files = segments(dir, 2);
+      const files = segmentFiles(dir, 2);
       expect(files).toEqual([join(dir, 'shard-2', '0000000007.wal')]);
       expect(statSync(files[0]!).size).toBe(8192);
       // No spare segment left behind.
@@ -263,7 +243,7 @@ describe('WAL writer and reader: round trip', () => {
       w.commit();
     }
     await w.close();
-    const file = segments(dir)[0]!;
+    const file = segmentFiles(dir)[0]!;
     const buf = readFileSync(file);
     const { recs } = scan(buf, file, true);
     expect(recs).toHaveLength(41);
@@ -284,7 +264,7 @@ describe('WAL writer and reader: round trip', () => {
     w.appendDraws(0, 1, indices, 0, indices.length);
     w.commit();
     await w.close();
-    const file = segments(dir)[0]!;
+    const file = segmentFiles(dir)[0]!;
     const { result, recs } = scan(readFileSync(file), file, true);
     expect(recs.map((r) => r.type)).toEqual([kRecCreatePool, kRecDraw8]);
     const walBytes = result.end - kHeaderBytes;
@@ -301,7 +281,7 @@ describe('WAL writer and reader: round trip', () => {
     w.appendDraws(0, 1, u16([253, 0xffff]), 0, 2);
     w.appendDraws(1, 3, u16([254, 0xffff]), 0, 2);
     await w.close();
-    const file = segments(dir)[0]!;
+    const file = segmentFiles(dir)[0]!;
     const { recs } = scan(readFileSync(file), file, true);
     expect(recs.map((r) => decode(r))).toEqual([
       { kind: 'poolRef', ref: 0, itemCount: 254, poolId: 'a' },
@@ -326,7 +306,7 @@ describe('WAL writer and reader: round trip', () => {
     expect((caught as EngineError).message).toContain('4096');
     w.appendDraws(0, 1, u16([0]), 0, 1);
     await w.close();
-    const file = segments(dir)[0]!;
+    const file = segmentFiles(dir)[0]!;
     const { recs } = scan(readFileSync(file), file, true);
     expect(recs.map((r) => r.type)).toEqual([kRecPoolRef, kRecDraw8]);
   });
@@ -357,7 +337,7 @@ describe('WAL rotation', () => {
     }
     await w.close();
 
-    const files = segments(dir);
+    const files = segmentFiles(dir);
     expect(files.length).toBeGreaterThan(3);
     expect(w.stats.rotations).toBe(files.length - 1);
     const seen = new Map<number, number[]>([
@@ -422,7 +402,7 @@ describe('WAL writer snapshotBoundary', () => {
     const dir = tmpDir(`wal-boundary-${kind}`);
     const w = openWriter(kind, dir, { segmentBytes: 8192, firstSeq: 3 });
     expect(w.snapshotBoundary()).toBe(3);
-    expect(segments(dir)).toHaveLength(1);
+    expect(segmentFiles(dir)).toHaveLength(1);
     w.registerPool(0, 'p', 6);
     w.appendDraws(0, 1, u16([1, 2, 3]), 0, 3);
     expect(w.snapshotBoundary()).toBe(4);
@@ -430,7 +410,7 @@ describe('WAL writer snapshotBoundary', () => {
     // Records after the boundary land in the new segment, which defines its refs again.
     w.appendDraws(0, 4, u16([5]), 0, 1);
     await w.close();
-    const files = segments(dir);
+    const files = segmentFiles(dir);
     expect(files.map((f) => f.slice(-14))).toEqual(['0000000003.wal', '0000000004.wal']);
     const older = scan(readFileSync(files[0]!), files[0]!, false);
     expect(older.recs.map((r) => decode(r))).toEqual([
@@ -458,7 +438,7 @@ describe('SegmentSource (on-demand reads)', () => {
       first += idx.length;
     }
     await w.close();
-    const file = segments(dir)[0]!;
+    const file = segmentFiles(dir)[0]!;
     const mem = scan(readFileSync(file), file, true);
     const disk = scanFile(file, true);
     expect(disk.result).toEqual(mem.result);
@@ -486,7 +466,7 @@ async function handfulSegment(kind: Kind = 'mmap'): Promise<{ file: string; buf:
   w.appendUpdate(0, 0, NaN, 0);
   w.appendDraws(0, 171, idx, 100, 61);
   await w.close();
-  const file = segments(dir)[0]!;
+  const file = segmentFiles(dir)[0]!;
   const buf = readFileSync(file);
   const { result, recs } = scan(buf, file, true);
   expect(result.torn).toBeUndefined();
