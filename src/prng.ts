@@ -5,32 +5,30 @@ import { randomFillSync } from 'node:crypto';
  * PractRand to 2^42+ bytes and costs a handful of integer ops per output.
  */
 export class Sfc32 {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
+  /**
+   * The four state words. Public so a hot loop (WeightedSelector.drawInto) can keep them in
+   * locals and write them back, instead of a call per output.
+   */
+  readonly state: Int32Array;
 
   constructor(a: number, b: number, c: number, d: number) {
-    this.#a = a | 0;
-    this.#b = b | 0;
-    this.#c = c | 0;
-    this.#d = d | 0;
+    this.state = Int32Array.of(a | 0, b | 0, c | 0, d | 0);
     // Discard the first outputs: they are weakly mixed for low-entropy seeds.
     for (let i = 0; i < 15; i++) this.nextU32();
   }
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
-    const a = this.#a;
-    const b = this.#b;
-    const c = this.#c;
-    const d = this.#d;
+    const s = this.state;
+    const a = s[0]!;
+    const b = s[1]!;
+    const c = s[2]!;
+    const d = s[3]!;
     const t = (((a + b) | 0) + d) | 0;
-    this.#d = (d + 1) | 0;
-    this.#a = b ^ (b >>> 9);
-    this.#b = (c + (c << 3)) | 0;
-    const r = (c << 21) | (c >>> 11);
-    this.#c = (r + t) | 0;
+    s[3] = (d + 1) | 0;
+    s[0] = b ^ (b >>> 9);
+    s[1] = (c + (c << 3)) | 0;
+    s[2] = (((c << 21) | (c >>> 11)) + t) | 0;
     return t >>> 0;
   }
 
