@@ -253,13 +253,16 @@ export class DrawEngine extends EventEmitter {
     return new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed');
   }
 
-  #lookup(poolId: unknown): PoolMeta | EngineError {
-    const meta = typeof poolId === 'string' ? this.#pools.get(poolId) : undefined;
-    if (meta !== undefined) return meta;
+  #meta(poolId: unknown): PoolMeta | undefined {
+    return typeof poolId === 'string' ? this.#pools.get(poolId) : undefined;
+  }
+
+  /** Why poolId names no pool: not a valid id at all, or no such pool. */
+  #missing(poolId: unknown): Promise<never> {
     if (!isValidId(poolId)) {
-      return new EngineError('ERR_INVALID_ARGUMENT', `poolId must be a string of 1-128 characters, got ${show(poolId)}`, { details: { poolId } });
+      return Promise.reject(new EngineError('ERR_INVALID_ARGUMENT', `poolId must be a string of 1-128 characters, got ${show(poolId)}`, { details: { poolId } }));
     }
-    return new EngineError('ERR_UNKNOWN_POOL', `no pool with id ${show(poolId)}`, { details: { poolId } });
+    return Promise.reject(new EngineError('ERR_UNKNOWN_POOL', `no pool with id ${show(poolId)}`, { details: { poolId } }));
   }
 
   /** Create a pool; it is logged before the promise resolves. */
@@ -294,16 +297,16 @@ export class DrawEngine extends EventEmitter {
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
   draw(poolId: string): Promise<DrawResult> {
     if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#lookup(poolId);
-    if (meta instanceof EngineError) return Promise.reject(meta);
+    const meta = this.#meta(poolId);
+    if (meta === undefined) return this.#missing(poolId);
     return meta.shard.draw(meta);
   }
 
   /** `count` draws in one call: a DrawBatch with consecutive request ids. */
   drawMany(poolId: string, count: number): Promise<DrawBatch> {
     if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#lookup(poolId);
-    if (meta instanceof EngineError) return Promise.reject(meta);
+    const meta = this.#meta(poolId);
+    if (meta === undefined) return this.#missing(poolId);
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
       return Promise.reject(
         new EngineError('ERR_INVALID_ARGUMENT', `drawMany(${show(poolId)}): count must be an integer from 1 to ${kMaxDrawMany}, got ${show(count)}`, {
@@ -317,8 +320,8 @@ export class DrawEngine extends EventEmitter {
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */
   updateItem(poolId: string, itemId: string, patch: ItemPatch): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#lookup(poolId);
-    if (meta instanceof EngineError) return Promise.reject(meta);
+    const meta = this.#meta(poolId);
+    if (meta === undefined) return this.#missing(poolId);
     const itemIndex = typeof itemId === 'string' ? meta.itemIndex.get(itemId) : undefined;
     if (itemIndex === undefined) {
       return Promise.reject(
@@ -337,8 +340,8 @@ export class DrawEngine extends EventEmitter {
   /** The pool's state, read in order with its draws. */
   pool(poolId: string): Promise<PoolState> {
     if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#lookup(poolId);
-    if (meta instanceof EngineError) return Promise.reject(meta);
+    const meta = this.#meta(poolId);
+    if (meta === undefined) return this.#missing(poolId);
     return meta.shard.control<PoolStateReply>(kOpState, meta, { type: 'state' }).then((s) => ({
       id: meta.id,
       lastRequestId: s.lastRequestId,

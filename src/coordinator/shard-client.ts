@@ -40,9 +40,8 @@ export class Op {
   kind: number;
   pool: PoolMeta;
   count: number;
-  /** draw() runs: one pair per call. */
+  /** draw() runs: one resolver per call (a rejection is delivered through it, see fail()). */
   resolves: Resolve[] | null;
-  rejects: Reject[] | null;
   /** drawMany and controls. */
   resolve: Resolve | null;
   reject: Reject | null;
@@ -55,14 +54,19 @@ export class Op {
     this.count = count;
     this.control = control;
     this.resolves = null;
-    this.rejects = null;
     this.resolve = null;
     this.reject = null;
   }
 
   fail(err: unknown): void {
-    if (this.rejects !== null) for (const r of this.rejects) r(err);
-    else this.reject!(err);
+    if (this.resolves !== null) {
+      // Resolving with a rejected promise rejects: one array of resolvers serves both ways.
+      const rejected = Promise.reject(err);
+      rejected.catch(() => {});
+      for (const r of this.resolves) r(rejected);
+    } else {
+      this.reject!(err);
+    }
   }
 }
 
@@ -303,14 +307,12 @@ export class ShardClient {
     if (run === null) {
       run = new Op(kOpDraw, pool, 0, null);
       run.resolves = [];
-      run.rejects = [];
       pool.run = run;
       this.#ops.push(run);
       this.#schedule();
     }
     run.count++;
     run.resolves!.push(capturedResolve);
-    run.rejects!.push(capturedReject);
     this.#batchDraws++;
     this.pendingDraws++;
     return p;
