@@ -2,7 +2,9 @@
 import { decodeSegment, type DecodeTask, type DecodedSegment } from '../src/recovery/decode-segment.js';
 import { errorToWire, EngineError, type WireError } from '../src/errors.js';
 
-export default function replaySegment(task: DecodeTask): DecodedSegment | { error: WireError } {
+export default function replaySegment(task: DecodeTask | null): DecodedSegment | { error: WireError } | null {
+  // A warm-up call: answering it says this thread is up with the decoder loaded.
+  if (task === null) return null;
   try {
     return decodeSegment(task);
   } catch (err) {

@@ -111,10 +111,10 @@ function segmentEpoch(file: string): number {
 }
 
 /**
- * Below this many bytes of records, decoding inline beats starting threads (a Node worker
- * takes tens of milliseconds to boot; one thread decodes about 150 M draws/s).
+ * Below this many bytes of records replay does not start threads at all: the calling thread
+ * decodes about 150-200 M draws/s, so a few MiB are done before a worker has booted.
  */
-export const kParallelReplayBytes = 32 << 20;
+export const kParallelReplayBytes = 128 << 20;
 
 function missing(shardDir: string, seq: number): EngineError {
   const file = join(shardDir, segmentFileName(seq));
@@ -123,37 +123,68 @@ function missing(shardDir: string, seq: number): EngineError {
   });
 }
 
+/**
+ * Decode every segment. With more than one replay thread the calling thread decodes too: it
+ * takes the next segment (largest first) while the pool's threads boot, and each pool thread
+ * starts taking segments once it has loaded the decoder (a warm-up task). So starting threads
+ * never makes replay slower than decoding inline, and a large replay spreads over all of them.
+ */
 async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number }> {
-  let threads = Math.min(opts.replayThreads, tasks.length);
-  // Sealed segments say where their records end; an unsealed one (the newest after a crash)
-  // counts as full.
-  const work = tasks.reduce((sum, t) => sum + peekHeader(t.file).work, 0);
-  if (work < (opts.parallelThreshold ?? kParallelReplayBytes)) threads = 1;
   let done = 0;
   const progress = (): void => opts.onProgress?.(++done, tasks.length);
-  if (threads <= 1) {
-    const decoded = tasks.map((t) => {
-      const d = decodeSegment(t);
+  // Sealed segments say where their records end; an unsealed one (the newest after a crash)
+  // counts as full.
+  const work = tasks.map((t) => peekHeader(t.file).work);
+  const total = work.reduce((a, b) => a + b, 0);
+  const helpers = total < (opts.parallelThreshold ?? kParallelReplayBytes) ? 0 : Math.min(opts.replayThreads, tasks.length) - 1;
+  const order = tasks.map((_, i) => i).sort((a, b) => work[b]! - work[a]!);
+  const results: DecodedSegment[] = new Array(tasks.length);
+  let next = 0;
+  if (helpers <= 0) {
+    for (const i of order) {
+      results[i] = decodeSegment(tasks[i]!);
       progress();
-      return d;
-    });
-    return { decoded, threads: tasks.length === 0 ? 0 : 1 };
-  }
-  const pool = new Piscina({ filename: workerEntry('replay-task'), minThreads: threads, maxThreads: threads, idleTimeout: 100 });
-  try {
-    const results = await Promise.all(
-      tasks.map(async (t) => {
-        const r = (await pool.run(t)) as DecodedSegment | { error: WireError };
-        progress();
-        return r;
-      }),
-    );
-    const decoded: DecodedSegment[] = [];
-    for (const r of results) {
-      if ('error' in r) throw errorFromWire(r.error);
-      decoded.push(r);
     }
-    return { decoded, threads };
+    return { decoded: results, threads: tasks.length === 0 ? 0 : 1 };
+  }
+  const pool = new Piscina({ filename: workerEntry('replay-task'), minThreads: helpers, maxThreads: helpers, idleTimeout: 100 });
+  let failed = false;
+  let helpersUsed = 0;
+  const helper = async (): Promise<void> => {
+    await pool.run(null);
+    let used = false;
+    while (next < order.length && !failed) {
+      const i = order[next++]!;
+      const r = (await pool.run(tasks[i])) as DecodedSegment | { error: WireError };
+      if ('error' in r) throw errorFromWire(r.error);
+      results[i] = r;
+      used = true;
+      progress();
+    }
+    if (used) helpersUsed++;
+  };
+  const running = Array.from({ length: helpers }, () =>
+    helper().catch((err: unknown) => {
+      failed = true;
+      throw err;
+    }),
+  );
+  try {
+    try {
+      while (next < order.length && !failed) {
+        const i = order[next++]!;
+        results[i] = decodeSegment(tasks[i]!);
+        progress();
+        // Let the pool's messages through: a thread that finished booting picks up work.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } catch (err) {
+      failed = true;
+      await Promise.allSettled(running);
+      throw err;
+    }
+    await Promise.all(running);
+    return { decoded: results, threads: 1 + helpersUsed };
   } finally {
     await pool.close();
   }

@@ -1,4 +1,4 @@
-import { unpack } from 'msgpackr';
+import { createRequire } from 'node:module';
 import type { ItemSpec } from '../catalog.js';
 import {
   kCreateHeaderBytes,
@@ -39,6 +39,14 @@ export interface SpanSummary {
 }
 
 const kBins8 = new Float64Array(256);
+
+// msgpackr is only needed for CreatePool records and takes ~20 ms to load: loaded on first
+// use, so a replay thread is ready sooner.
+let unpackFn: ((buf: Uint8Array) => unknown) | undefined;
+function unpack(buf: Uint8Array): unknown {
+  unpackFn ??= (createRequire(import.meta.url)('msgpackr') as { unpack: (buf: Uint8Array) => unknown }).unpack;
+  return unpackFn(buf);
+}
 
 export function newPoolSummary(poolId: string, itemCount: number): PoolSummary {
   return {
