@@ -26,8 +26,10 @@ export interface RecoveryReport {
   drawsReplayed: number;
   bytes: number;
   maxRequestId: number;
-  /** Threads that decoded segments (1 = inline, no pool). */
+  /** Threads replay ran on: the calling thread plus the pool threads started (1 = inline). */
   threads: number;
+  /** Of those, the threads that decoded at least one segment (a pool thread may boot too late). */
+  threadsUsed: number;
   ms: number;
   /** Bad records at the tail of a newest segment, dropped (and zeroed on disk). */
   tornTails: { file: string; offset: number; reason: string }[];
@@ -72,6 +74,7 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
     bytes: 0,
     maxRequestId: 0,
     threads: 0,
+    threadsUsed: 0,
     ms: 0,
     tornTails: [],
     removedSegments: [],
@@ -129,7 +132,7 @@ function missing(shardDir: string, seq: number): EngineError {
  * starts taking segments once it has loaded the decoder (a warm-up task). So starting threads
  * never makes replay slower than decoding inline, and a large replay spreads over all of them.
  */
-async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number }> {
+async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number; threadsUsed: number }> {
   let done = 0;
   const progress = (): void => opts.onProgress?.(++done, tasks.length);
   // Sealed segments say where their records end; an unsealed one (the newest after a crash)
@@ -145,7 +148,8 @@ async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ d
       results[i] = decodeSegment(tasks[i]!);
       progress();
     }
-    return { decoded: results, threads: tasks.length === 0 ? 0 : 1 };
+    const threads = tasks.length === 0 ? 0 : 1;
+    return { decoded: results, threads, threadsUsed: threads };
   }
   const pool = new Piscina({ filename: workerEntry('replay-task'), minThreads: helpers, maxThreads: helpers, idleTimeout: 100 });
   let failed = false;
@@ -184,7 +188,7 @@ async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ d
       throw err;
     }
     await Promise.all(running);
-    return { decoded: results, threads: 1 + helpersUsed };
+    return { decoded: results, threads: 1 + helpers, threadsUsed: 1 + helpersUsed };
   } finally {
     await pool.close();
   }
@@ -285,7 +289,7 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
     replay.forEach((seq, i) => tasks.push({ file: join(shardDir, segmentFileName(seq)), shard: k, seq, newest: i === replay.length - 1 && seq === all[all.length - 1] }));
   }
 
-  const { decoded, threads } = await decodeAll(tasks, opts);
+  const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts);
   const replayed: DecodedSegment[] = [];
   for (const d of decoded) {
     if (d.torn && !opts.readOnly) zeroTail(d.file, d.torn.offset, d.size);
@@ -328,6 +332,7 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
   report.drawsReplayed = total.draws;
   report.maxRequestId = maxRequestId;
   report.threads = threads;
+  report.threadsUsed = threadsUsed;
   report.ms = performance.now() - t0;
   return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs, bases, report };
 }
