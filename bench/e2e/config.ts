@@ -88,9 +88,11 @@ export const kProfiles: Record<ProfileName, Profile> = {
     syncIntervals: [1, 10, 100],
     snapshotEvery: 100_000,
     snapshotPoolsPerShard: 512,
-    // Past 32 MiB of records, where the engine starts decoding segments on threads.
-    recoveryDraws: 40_000_000,
-    recoverySegmentBytes: 1 * MiB,
+    // ~210 MB of records (about 1.05 B per draw() draw): past kParallelReplayBytes (128 MiB),
+    // where replay starts its pool threads. 64 MiB segments (the default) make 4 segments, 2 per
+    // shard. Written with draw() calls: about a minute of the full run (54 s on 2 cores).
+    recoveryDraws: 200_000_000,
+    recoverySegmentBytes: 64 * MiB,
     recoveryRepeat: 5,
     calibrationObjects: 4_000_000,
     maxOtherCpuPct: 15,
@@ -140,7 +142,7 @@ reference rows (bare selection loop, bare promise per call) from the same run, a
 group, and the ratios against the targets. Progress goes to stderr, results to stdout.
 
 options:
-  --full                 the long run (5 s samples, 5 repeats, 40 M-draw recovery; ~10 minutes)
+  --full                 the long run (5 s samples, 5 repeats, 200 M-draw recovery; ~10 minutes)
   --tiny                 smoke-test sizes (~100 ms samples; figures meaningless, for tests)
   --filter <regex>       run only scenarios whose id matches (see --list)
   --json <file>          also write the results as JSON

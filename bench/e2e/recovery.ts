@@ -33,7 +33,10 @@ async function build(dir: string, total: number): Promise<void> {
   await e.close();
 }
 
-async function recoverCopy(src: string, replayThreads: number): Promise<{ ms: number; records: number; draws: number; threads: number; segments: number }> {
+async function recoverCopy(
+  src: string,
+  replayThreads: number,
+): Promise<{ ms: number; records: number; draws: number; threads: number; threadsUsed: number; segments: number }> {
   const dir = `${src}-copy`;
   rmSync(dir, { recursive: true, force: true });
   cpSync(src, dir, { recursive: true });
@@ -41,7 +44,7 @@ async function recoverCopy(src: string, replayThreads: number): Promise<{ ms: nu
   const r = e.recovery;
   await e.close();
   rmSync(dir, { recursive: true, force: true });
-  return { ms: r.ms, records: r.records, draws: r.drawsReplayed, threads: r.threads, segments: r.segments };
+  return { ms: r.ms, records: r.records, draws: r.drawsReplayed, threads: r.threads, threadsUsed: r.threadsUsed, segments: r.segments };
 }
 
 async function main(): Promise<void> {
@@ -57,7 +60,8 @@ async function main(): Promise<void> {
     if (t === 1) base = ms;
     rows.push({
       replayThreads: t,
-      'threads used': runs[0]!.threads,
+      threads: runs[0]!.threads,
+      'threads used': median(runs.map((r) => r.threadsUsed)),
       segments: runs[0]!.segments,
       records: runs[0]!.records,
       'draws replayed': runs[0]!.draws,

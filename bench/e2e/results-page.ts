@@ -2,9 +2,11 @@
  * bench/RESULTS.md, generated from one run by `--write-results`. Everything on the page comes
  * from the run document (figures, machine, method) so that it never drifts from the code.
  */
+import { defaultOptions } from '../../src/options.js';
+import { kParallelReplayBytes } from '../../src/recovery/recover.js';
 import { binary, bytes, int, markdownTable, pct, si, sig3, type Table } from '../lib/format.js';
 import { kProfiles } from './config.js';
-import type { Result, RunDocument, Summary } from './results.js';
+import type { RecoverySummary, Result, RunDocument, Summary } from './results.js';
 import type { Scenario } from './scenarios.js';
 import { kGoMachine } from './tables.js';
 
@@ -140,15 +142,6 @@ reward-pool-engine bench --help       # the same suite from the CLI
   return `${out.join('').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
 }
 
-function recoverySpeedup(byThreads: { replayThreads: number; threads: number; speedup: number; ms: number }[]): string {
-  const best = byThreads.reduce((a, t) => (t.speedup > a.speedup ? t : a), byThreads[0]!);
-  const most = byThreads[byThreads.length - 1]!;
-  if (most.threads > 1 && most.speedup < 1) {
-    return `With ${most.threads} threads recovery took ${sig3(most.ms)} ms, ${sig3((1 / most.speedup - 1) * 100)}% longer than decoding inline: at this size, starting the replay pool costs more than the parallel decoding saves.`;
-  }
-  return `Best: ${sig3(best.speedup)}x with replayThreads ${best.replayThreads}.`;
-}
-
 /** Sentences under the variant tables, from the run's figures. */
 function variantNotes(doc: RunDocument): Record<'intro' | 'shards' | 'sync' | 'segment' | 'snapshot' | 'recovery', string> {
   const byId = new Map(doc.results.map((r) => [r.id, r]));
@@ -197,58 +190,132 @@ function variantNotes(doc: RunDocument): Record<'intro' | 'shards' | 'sync' | 's
             ? `every snapshot also closed the current segment and started a fresh one, so each costs a segment preparation (${binary(Number(on.options?.segmentBytes ?? 0))} of zeros written and fsynced) per shard, and the directory keeps the previous snapshot with its segment as a fallback (${bytes(s.walFileBytes)} on disk after close against ${bytes(off.summary.walFileBytes)} without snapshots). ` +
               'Recycling covered segments as the next spare instead of deleting them (their records cannot validate in a segment with another sequence number, since the CRC is seeded with it) would make that preparation free.'
             : 'fewer rotations than snapshots, so snapshots did not force segment changes.') +
-          ` Throughput with snapshots on: ${sig3((s.drawsPerSec / off.summary.drawsPerSec) * 100)}% of off (one sample each).`;
+          ` Throughput with snapshots on: ${sig3((s.drawsPerSec / off.summary.drawsPerSec) * 100)}% of off (${s.samples === 1 ? 'one sample each' : `medians of ${s.samples} samples`}).` +
+          snapshotDefault(on, d, cores);
   }
   const rec = byId.get('recovery')?.recovery;
-  if (rec) {
-    const threads = new Set(rec.byThreads.map((t) => t.threads));
-    out.recovery =
-      `A copy of the directory is opened for every run (${plural(p.recoveryRepeat, 'run')} per replayThreads value, round-robin, after one untimed open). ` +
-      (threads.size === 1 && threads.has(1)
-        ? `engine.recovery.threads is 1 for every replayThreads value: with ${bytes(rec.build.walBytes)} of WAL the engine decodes the segments inline rather than start replay threads, so the speedup column is only the spread between runs. The full profile (\`--full\`) writes ${kProfiles.full.recoveryDraws / 1e6} M draws (about ${kProfiles.full.recoveryDraws / 1e6} MB of WAL), enough to show whether the threads start and help.`
-        : `The threads column is what engine.recovery reports. ` + recoverySpeedup(rec.byThreads));
-  }
+  if (rec) out.recovery = recoveryNotes(rec, p);
   return out;
 }
 
 /**
- * Where the time goes: CPU profiles taken by hand while this suite was written (not regenerated
- * with the figures above). Kept here so that the page explains the bottleneck notes.
+ * How rare the forced rotations of the snapshot rows are at the engine's default
+ * snapshotEveryRecords, from this run's record rate and the main draw() row's record size.
+ */
+function snapshotDefault(on: Result, d: Summary | undefined, cores: number): string {
+  const s = on.summary!;
+  const every = Number(on.options?.snapshotEveryRecords ?? 0);
+  const dflt = defaultOptions().snapshotEveryRecords;
+  if (!(every > 0) || dflt <= every) return '';
+  const perShard = s.records / s.seconds / cores;
+  let text =
+    ` The engine's default snapshotEveryRecords is ${int(dflt)} records per shard, ${sig3(dflt / every)}x the ${int(every)} used here to make the snapshot cost visible in a short window: ` +
+    `at this window's ${si(perShard)} records/s per shard a shard would snapshot every ${sig3(dflt / perShard)} s instead of every ${sig3(every / perShard)} s`;
+  if (d && d.records > 0 && Number.isFinite(d.walBytesPerDraw)) {
+    // Medians of the samples: draws per record of a typical window.
+    const drawsPerRecord = (d.drawsPerSec * d.seconds) / d.records;
+    const recordBytes = d.walBytesPerDraw * drawsPerRecord;
+    text +=
+      `, and with the main draw() rows' records (${sig3(drawsPerRecord)} draws, ${bytes(recordBytes)} each) a snapshot, and so a forced rotation, comes about once per ${bytes(dflt * recordBytes)} of WAL per shard ` +
+      `(${si(dflt * drawsPerRecord)} draws), while a shard already rotates on its own every ${binary(Number(on.options?.segmentBytes ?? 0))}: at the default, the forced rotation and its segment preparation are a rare cost`;
+  }
+  return `${text}.`;
+}
+
+/** Sentences under the recovery table. */
+function recoveryNotes(rec: NonNullable<Result['recovery']>, p: RunDocument['profile']): string {
+  const bt = rec.byThreads;
+  const one = bt.find((t) => t.replayThreads === 1);
+  const parallel = bt.filter((t) => t.threads > 1);
+  const recordBytes = one?.bytes ?? bt[0]?.bytes ?? 0;
+  let text =
+    `A copy of the directory is opened for every run (${plural(p.recoveryRepeat, 'run')} per replayThreads value, round-robin, after one untimed open). ` +
+    `Replay starts threads only past ${binary(kParallelReplayBytes)} of records (kParallelReplayBytes); below that the calling thread decodes every segment, whatever replayThreads says. ` +
+    'Past it, replayThreads n starts n - 1 pool threads and the calling thread decodes too (largest segments first) while they boot: ' +
+    'threads counts the calling thread and the pool threads started, threads used those that decoded at least one segment.';
+  if (parallel.length === 0) {
+    const full = kProfiles.full;
+    const perDraw = rec.build.drawsLogged > 0 ? rec.build.walBytes / rec.build.drawsLogged : Number.NaN;
+    const fullBytes = full.recoveryDraws * perDraw;
+    text +=
+      ` This directory holds ${bytes(recordBytes)} of records (${pct((recordBytes / kParallelReplayBytes) * 100)} of the threshold), so every replayThreads value decoded inline (threads 1) and the speedup column only shows the spread between runs.` +
+      (p.name === 'full' || !Number.isFinite(fullBytes)
+        ? ''
+        : ` The full profile (\`--full\`) writes ${full.recoveryDraws / 1e6} M draws in ${binary(full.recoverySegmentBytes)} segments, about ${bytes(fullBytes)} of records at this run's ${sig3(perDraw)} B per draw: ` +
+          (fullBytes >= kParallelReplayBytes ? 'past the threshold, so there the replay pool starts.' : 'still below the threshold.'));
+    return text;
+  }
+  const base = one?.ms ?? Number.NaN;
+  const parts = parallel.map((t: RecoverySummary) => {
+    const slower = t.speedup < 1 ? `, ${sig3((1 / t.speedup - 1) * 100)}% slower than inline` : '';
+    return `replayThreads ${t.replayThreads} started ${t.threads} threads, used ${t.threadsUsed} and took ${sig3(t.ms)} ms against ${sig3(base)} ms inline (${sig3(t.speedup)}x${slower})`;
+  });
+  const most = parallel[parallel.length - 1]!;
+  text +=
+    ` Here, with ${bytes(recordBytes)} of records in ${int(most.segments)} segments: ${parts.join('; ')}. ` +
+    `A segment is the unit of work, so ${int(most.segments)} segments for ${most.threads} threads are coarse tasks, and the calling thread hands out the next segment and collects finished ones only between its own segments (it decodes one, then yields): ` +
+    'a pool thread that boots while the calling thread is in a segment waits for that segment to end before it gets one.';
+  return text;
+}
+
+/**
+ * Where the time goes: CPU profiles and a few figures measured by hand while this suite was
+ * written (not regenerated with the figures above). Kept here so that the page explains the
+ * bottleneck notes; each paragraph says when and how it was measured.
  */
 const kProfileNotes = `
 ### Where the time goes (CPU profiles)
 
-Taken once on this machine (2026-11-27, quiet, \`node:inspector\` Profiler over a 3 s window after
-1 s of warm-up, 2 shards, mmap WAL, sync never), not regenerated with the tables:
+Measured by hand on this machine on 2026-11-27 (quiet), not regenerated with the tables. The CPU
+profiles were taken after that day's selector change (padded Fenwick tree, sfc32 inlined in
+\`drawInto\`) and draw() change (one resolver array per run, no \`instanceof\` per call): a script
+opens the engine as the main rows do (2 shards, mmap WAL, sync never, 8 pools per shard, 64 MiB
+segments) under \`node --cpu-prof\`, runs the load 1 s untimed and then 3 s, and only the samples
+of those 3 s are counted (self time per function, per thread):
 
-- **drawMany(65536)** (45 M draws/s under the profiler): the coordinator is idle 98% of the window.
-  Each shard thread: \`WeightedSelector.drawInto\` 77%, the WAL's \`appendDraws\` 8-9% (the loop that
-  copies each u16 index into one byte of the mapping), msync 1%, preparing the next segment
-  (zero-filling writes and fsync issued from the shard) 1.6%, CRC-32 0.7%, batch handling 1-2%,
-  GC 1%, messages 0.5%, idle 2-3%.
-- **draw(), 10,000 in flight** (2.15 M draws/s under the profiler): the shard threads are idle
-  over 90% of the time. The coordinator: GC 34.5%, the reply handler (\`ShardClient#onReply\`,
-  one resolve and one result object per draw) 18.3%, V8 internals outside JS (promise jobs,
-  microtask queue) 13.1%, the caller's own \`await\` loop 12.2%, message send and receive 6.9%,
-  the promise executor 3.7%, \`DrawEngine.draw\` and the pool lookup 4.7% (including 0.5% in
-  \`EngineError[Symbol.hasInstance]\`, run by \`meta instanceof EngineError\` on every call), idle 4.2%.
-- **Young generation.** The same draw() script, default heap vs \`node --max-semi-space-size=32\`,
-  three interleaved pairs on a quiet machine: 1.38 -> 2.67, 2.54 -> 3.57 and 2.02 -> 2.99 M draws/s;
-  the coordinator's GC share fell from 29.5% to 18.9%.
-- **Recovery, 40 M draws** (\`--full\`: 42 MB of WAL in 41 segments of 1 MiB, 64,344 records,
-  5 opens per value): decoding inline (replayThreads 1) took 200 ms (200 M draws/s); with
-  replayThreads 2 the engine did start 2 threads and took 248 ms (0.81x; a separate run: 237 vs
-  327 ms). Inline decoding is fast enough that the replay pool's start-up (two worker threads
-  loading the decoder) costs more than the parallel work saves at this size; a higher threshold
-  for going parallel, or replay threads started while the lock is taken and the directory listed,
-  would fix the inversion.
-- **A \`--full\` run the same day** (5 s samples after 1 s of warm-up, 5 per main scenario, quiet):
-  draw() with mmap 2.56 M draws/s ±6% (bare promise 5.31 M: 48%), drawMany with mmap 48.7 M ±1%
-  (1.33x the bare loop's 36.6 M; no WAL 59.3 M), sync always 2.03 M, 1 shard 26.3 M (2 shards:
-  92.6% efficiency), \`--max-semi-space-size=32\` 3.76 M draws/s (GC pause 37% -> 21%), snapshots
-  every 100,000 records over 1,024 pools 1.83 M vs 2.16 M without (median 11 snapshots and 10
-  rotations per window, against no rotation without snapshots). Whole quick runs differ from each other by 10-25% on this VM, more than the ±% within
-  a run suggests.
+- **drawMany(65536)** (62.6 M draws/s under the profiler): the coordinator is idle 99% of the
+  window. Each shard thread: \`WeightedSelector.drawInto\` (its inlined sfc32 loop) 71-76%, the
+  WAL's \`appendDraws\` 11% (the loop that copies each u16 index into one byte of the mapping),
+  batch handling 1-6%, messages 0.4-1.2%, CRC-32 0.5-0.7%, GC under 0.5%. One shard rotated
+  before its prepared spare segment was ready and zero-filled the new segment in line (8% of its
+  window, synchronous writes); the other was idle 8%. In the profile taken before the selector
+  change (45 M draws/s) \`drawInto\` was 77% and \`appendDraws\` 8-9%: the selection loop is
+  faster, so the WAL's share of a shard grew.
+- **draw(), 10,000 in flight** (three profiles: 3.06, 3.37 and 3.66 M draws/s under the
+  profiler): the shard threads are idle 95% of the time. The coordinator: GC 28-35%, the caller's
+  own \`await\` loop 19-22%, V8 internals outside JS (promise jobs, microtask queue) 16-17%, the
+  reply handler (\`ShardClient#onReply\`, one resolve and one result object per draw) 9-14%, the
+  promise executor 4-6%, \`DrawEngine.draw\` with the pool lookup 4.2-4.3%, message send
+  3.3-4.5%, the port's message listener 1.6-2.0%, idle 1.8-3.6%. No \`EngineError[Symbol.hasInstance]\`
+  any more (0.5% before the change).
+- **Young generation.** The same draw() script without the profiler, default heap vs
+  \`node --max-semi-space-size=32\`, three interleaved pairs: 3.59 -> 3.90, 3.28 -> 4.21 and
+  3.54 -> 4.32 M draws/s.
+- **Recovery** (\`RPE_DRAWS=<n> node dist/bench/e2e/recovery.js\`: a directory written with
+  drawMany over 2 shards in 64 MiB segments, snapshots off, then copies of it opened with
+  replayThreads 1 and 2, median of 3 opens each). 10 M draws: 53-54 ms inline, well inside the
+  0.5 s goal for 10 M draws; at that size (about 10 MB of records, below the threshold of
+  ${binary(kParallelReplayBytes)}) replay no longer starts threads, and a second thread could not
+  give the 1.6x once aimed at: decoding all 10 M inline takes about 50 ms, about what a replay
+  thread takes to boot (30-50 ms). 40 M draws: 110-134 ms inline; with the previous
+  32 MiB threshold replayThreads 2 started the pool and ran at 0.86-0.94x of inline, which is why
+  the threshold was raised. 250 M draws (4 segments of 64 MiB, 3,858 records): 715 ms inline vs
+  565 ms with replayThreads 2 (1.27x) in one run; two later runs the same day gave 771 vs 756 ms
+  (1.02x) and, with 5 opens each, 732 vs 618 ms (1.18x), both threads decoding. With 4 large
+  segments the calling thread decodes most of them, since it hands work out only between its own
+  segments. The u8 draw decoder (a 256-bin histogram per record) runs at 300-360 M draws/s inline.
+- **A \`--full\` run the same day, after these changes** (\`npm run bench:full\`: 5 s samples after
+  1 s of warm-up, 5 per main scenario, quiet, 543 s in all): draw() with mmap 3.11 M draws/s ±16%
+  (bare promise 5.31 M: 58.7%), 487 B of heap per draw(); drawMany with mmap 68.3 M ±1.7% (1.45x
+  the bare loop's 47.0 M ±7.9%; no WAL 86.6 M, so the mmap WAL cost 26.9%), sync always 2.72 M,
+  1 shard 37.1 M (2 shards: 92.1% efficiency), \`--max-semi-space-size=32\` 4.16 M draws/s (GC
+  pause 35.9% -> 20.7%), snapshots every 100,000 records over 1,024 pools 1.84 M vs 2.22 M without
+  (median 10 snapshots and 10 rotations per window, against no rotation without snapshots).
+  Recovery of 200 M draws written with draw() (210 MB of WAL in 4 segments of 64 MiB, 320,050
+  records of about 625 draws, 54 s to write; 5 opens per value): 891 ms inline (225 M draws/s,
+  against 300-360 M with drawMany's records of 64 K draws) and 757 ms with replayThreads 2, both
+  threads used (1.18x). Whole quick runs differ from each other by 10-25% on this VM, more than
+  the ±% within a run suggests.
 - **Heap per call.** With the probe of the Method section: \`new Promise(executor)\` allocates 216 B
   (the promise, its two resolving functions and their context) and one \`await\` of a resolved
   promise 200 B on Node 20; an alternative with one shared promise per batch and an async function

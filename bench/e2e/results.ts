@@ -40,7 +40,10 @@ export interface Summary {
 export interface RecoverySummary {
   replayThreads: number;
   runs: number;
+  /** engine.recovery.threads (median): the calling thread plus the replay pool's threads. */
   threads: number;
+  /** engine.recovery.threadsUsed (median): threads that decoded at least one segment. */
+  threadsUsed: number;
   ms: number;
   openMs: number;
   records: number;
@@ -187,6 +190,7 @@ export function summarizeRecovery(runs: RecoveryRun[]): RecoverySummary[] {
       replayThreads: t,
       runs: rs.length,
       threads: m((r) => r.threads),
+      threadsUsed: m((r) => r.threadsUsed),
       ms,
       openMs: m((r) => r.openMs),
       records: m((r) => r.records),

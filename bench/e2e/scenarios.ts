@@ -195,8 +195,10 @@ export interface RecoveryBuild {
 
 export interface RecoveryRun {
   replayThreads: number;
-  /** engine.recovery: what open() reports. */
+  /** engine.recovery: what open() reports. Threads started: the calling thread plus the pool's. */
   threads: number;
+  /** engine.recovery.threadsUsed: of those, the threads that decoded at least one segment. */
+  threadsUsed: number;
   ms: number;
   records: number;
   drawsReplayed: number;
@@ -388,6 +390,7 @@ export async function runRecovery(source: string, replayThreads: number, p: Prof
     return {
       replayThreads,
       threads: r.threads,
+      threadsUsed: r.threadsUsed,
       ms: r.ms,
       records: r.records,
       drawsReplayed: r.drawsReplayed,

@@ -299,7 +299,7 @@ class Suite {
           this.#progress.end();
           runs.push(run);
           this.#progress.log(
-            `${label}: ${sig3(run.ms)} ms, ${run.records} records, ${si(run.drawsReplayed)} draws replayed, threads ${run.threads} ` +
+            `${label}: ${sig3(run.ms)} ms, ${run.records} records, ${si(run.drawsReplayed)} draws replayed, threads ${run.threads} (used ${run.threadsUsed}) ` +
               `(open ${sig3(run.openMs)} ms, other processes ${sig3(run.foreignCpuPct)}% CPU)`,
           );
         }

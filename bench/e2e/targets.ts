@@ -171,12 +171,19 @@ const notes = {
     const none = c.s('main/drawMany/none');
     const one = c.s('shards/1');
     if (!dm || !sel) return '';
+    const goal = 1.5;
+    const noneRatio = none ? none.drawsPerSec / sel.drawsPerSec : Number.NaN;
     return (
       `Each shard draws ${si(dm.drawsPerSec / c.cores)}/s against ${si(sel.drawsPerSec)}/s for the bare loop on one core` +
       (one ? ` (one shard alone: ${si(one.drawsPerSec)}/s)` : '') +
-      (none ? `; without the WAL the ${c.cores} shards reach ${si(none.drawsPerSec)}/s (${x(none.drawsPerSec / sel.drawsPerSec)}), so the WAL append is most of the gap` : '') +
-      `. The coordinator is idle (it handles one reply per ${c.p.batch.toLocaleString('en-US')} draws); a shard spends about three quarters of its time in drawInto, about a tenth in the WAL append ` +
-      '(a JS loop copying each u16 index into one byte of the segment) and the rest on messages, a fresh Uint16Array per batch and preparing the next segment, on cores it shares with the kernel. ' +
+      `: to reach ${goal}x with ${c.cores} shards each must keep ${pct((goal / c.cores) * 100)} of the bare loop's rate while sharing its core with the WAL, its messages and the kernel. ` +
+      (none
+        ? `Without the WAL the ${c.cores} shards reach ${si(none.drawsPerSec)}/s (${x(noneRatio)})` +
+          (noneRatio >= goal ? ', so the WAL append is most of the gap. ' : ', so even without the WAL the selection loop on shared cores is short of the goal. ')
+        : '') +
+      'The bare loop is the same WeightedSelector.drawInto the shards run, so a faster selection loop (the padded Fenwick tree and the inlined sfc32) speeds up both sides of this ratio, and the WAL, messages and segment preparation become a larger share of a shard. ' +
+      `The coordinator is idle (it handles one reply per ${c.p.batch.toLocaleString('en-US')} draws); in a CPU profile a shard spends about three quarters of its time in drawInto, about a ninth in the WAL append ` +
+      '(a JS loop copying each u16 index into one byte of the segment) and the rest on batch handling, messages and preparing the next segment. ' +
       'Selecting straight into the mapped segment as u8 (no second pass over the draws) would remove most of the WAL share; past that, the selection loop itself is the ceiling.'
     );
   },
@@ -191,7 +198,7 @@ const notes = {
       `${extraNs > 0 ? `${duration(extraNs)} more per draw` : `No cost measurable (${duration(-extraNs)} less per draw, within the spread)`} (wall clock, all shards). ` +
       `A shard pays for the WAL in a JS loop that copies each draw's u16 index into one byte of the ${wal === 'mmap' ? 'mapped segment (plus a page fault per 4 KiB touched)' : 'staging buffer, then a pwrite per batch'}, ` +
       `a CRC-32 per record (native, small), and the preparation of the next segment: ${binary(seg)} of zeros written and fsynced on the libuv pool every ~${sig3(fillSec)} s per shard at this rate, ` +
-      `off the draw path but on the same ${c.cores} cores. Writing the index bytes straight into the segment from the selection loop would remove the copy; fallocate(2) instead of writing zeros (not exposed by Node's fs) would remove most of the preparation.`
+      `off the draw path but on the same ${c.cores} cores, unless a shard fills its segment before the spare is ready and zero-fills the next one in line (one shard did once in the 3 s drawMany CPU profile below). Writing the index bytes straight into the segment from the selection loop would remove the copy; fallocate(2) instead of writing zeros (not exposed by Node's fs) would remove most of the preparation.`
     );
   },
   drawRate(c: Ctx): string {
@@ -202,7 +209,7 @@ const notes = {
     return (
       `Bound by the coordinator thread, not by the WAL or the shards: the process used ${sig3((d.ownCpuPct * c.cores) / 100)} of ${c.cores} cores` +
       (none ? `, and with no WAL at all draw() does ${si(none.drawsPerSec)}/s` : '') +
-      `. GC pauses took ${sig3(d.gcPausePct)}% of the coordinator's window (${int(d.gcCount)} collections): each call's promise, resolvers and result stay alive until its shard replies, so the ${c.p.inFlight.toLocaleString('en-US')} calls in flight are copied at every scavenge. ` +
+      `. GC pauses took ${sig3(d.gcPausePct)}% of the coordinator's window (${int(d.gcCount)} collections): each call's promise, resolver and result stay alive until its shard replies, so the ${c.p.inFlight.toLocaleString('en-US')} calls in flight are copied at every scavenge. ` +
       'A larger young generation means fewer scavenges' +
       (big ? ` (node --max-semi-space-size=32: ${si(big.drawsPerSec)}/s in this run, the "Young generation" rows)` : ' (node --max-semi-space-size=32)') +
       '; the next row says where the rest goes.'
@@ -218,9 +225,9 @@ const notes = {
       `draw() costs ${duration(d.nsPerOp)} per call against ${duration(prom.nsPerOp)} for the bare promise loop` +
       (Number.isFinite(resultNs) && resultNs > 0 ? ` (${duration(resultNs)} more with the { requestId, itemId } object the API must build, second reference row)` : '') +
       `. Both spend about a third of their time in GC (${sig3(d.gcPausePct)}% and ${sig3(prom.gcPausePct)}% of the window), but draw() allocates ${sig3(d.bytesPerDraw - prom.bytesPerDraw)} B more per call and keeps every call alive for a round trip to a worker, so each scavenge copies more. ` +
-      'On top, per call: the reply handler\'s resolve loop (about a fifth of the coordinator in a CPU profile), one structured-clone message per shard per turn each way, and validation and routing. ' +
-      'What would close part of the gap: a larger young generation (the "Young generation" rows), one resolver array per run instead of two (a rejection can be delivered through resolve), ' +
-      'and a plain type check instead of `instanceof EngineError` (a Symbol.hasInstance call per draw()) in DrawEngine.draw; a call shape without a promise per draw (drawMany) avoids it all.'
+      'On top, per call: the reply handler\'s resolve loop (a tenth of the coordinator or a little more in a CPU profile), one structured-clone message per shard per turn each way, and validation and routing (DrawEngine.draw with the pool lookup, about 4%). ' +
+      'Each run of draws on a pool already keeps a single resolver array (rejections are delivered through resolve) and the lookup no longer runs instanceof per call, so what remains is mostly the cost of a promise per call kept alive across a round trip: ' +
+      'a larger young generation narrows it (the "Young generation" rows), and only a call shape without a promise per draw (drawMany) avoids it.'
     );
   },
   syncAlways(c: Ctx): string {
@@ -264,9 +271,12 @@ const notes = {
       `Out of reach for an API that returns one promise per draw on Node 20: the bare promise loop beside it allocates ${sig3(prom.bytesPerDraw)} B per call` +
       (pc ? ` (measured in this run: ${sig3(pc.newPromiseBytes)} B for new Promise(executor), the promise and its two resolving functions, and ${sig3(pc.awaitBytes)} B for the caller's await)` : '') +
       `. The engine's own share is ${sig3(d.bytesPerDraw - prom.bytesPerDraw)} B per call: the result object` +
-      (promRes ? ` (${sig3(promRes.bytesPerDraw - prom.bytesPerDraw)} B)` : '') +
-      ' and the growth of the per-run resolve and reject arrays' +
-      (promRes ? ` (${sig3(d.bytesPerDraw - promRes.bytesPerDraw)} B)` : '') +
+      (promRes
+        ? ` (${sig3(promRes.bytesPerDraw - prom.bytesPerDraw)} B), and ` +
+          (d.bytesPerDraw >= promRes.bytesPerDraw
+            ? `${sig3(d.bytesPerDraw - promRes.bytesPerDraw)} B more than the second reference row, which also pushes each resolver into an array: what the engine's per-run resolver array, the op per run and the batch messages cost beyond that`
+            : `nothing measurable beyond the second reference row (${sig3(promRes.bytesPerDraw - d.bytesPerDraw)} B less), which also pushes each resolver into an array: the engine's per-run resolver array, op per run and batch messages cost about what that array does`)
+        : ' and the per-run resolver array') +
       '. Only a call shape without a promise per draw (drawMany, or a callback form) gets under 150 B.'
     );
   },

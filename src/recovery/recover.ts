@@ -57,7 +57,7 @@ export interface RecoverOptions {
   /** Only this shard directory, and only snapshots/segments of this epoch (shard restart). */
   onlyShard?: number;
   onProgress?: (done: number, total: number) => void;
-  /** Bytes of records below which replay stays on the calling thread. Default: 32 MiB. */
+  /** Bytes of records below which replay stays on the calling thread. Default: kParallelReplayBytes (128 MiB). */
   parallelThreshold?: number;
 }
 

@@ -71,7 +71,7 @@ describe('bench suite (tiny profile, whole suite through the CLI)', () => {
         expect(rec.byThreads.map((t) => t.replayThreads)).toEqual(Array.from({ length: doc.machine.cores }, (_, i) => i + 1));
         for (const t of rec.byThreads) {
           expect(t.drawsReplayed).toBe(rec.build.drawsLogged);
-          for (const k of ['threads', 'ms', 'openMs', 'records', 'segments', 'bytes', 'recordsPerSec', 'drawsPerSec', 'speedup'] as const) {
+          for (const k of ['threads', 'threadsUsed', 'ms', 'openMs', 'records', 'segments', 'bytes', 'recordsPerSec', 'drawsPerSec', 'speedup'] as const) {
             expect(t[k], `${r.id} threads ${t.replayThreads}: ${k}`).toBeGreaterThan(0);
           }
         }

@@ -61,6 +61,7 @@ describe('statistics and formatting', () => {
     const run = (replayThreads: number, ms: number) => ({
       replayThreads,
       threads: replayThreads,
+      threadsUsed: replayThreads,
       ms,
       records: 10,
       drawsReplayed: 1000,

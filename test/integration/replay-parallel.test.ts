@@ -3,8 +3,9 @@
  * after the other on the calling thread gives. The directory is built once: two shards, 1 MiB
  * segments (many per shard), no automatic snapshots, creations, weight and quantity updates
  * interleaved with draws (so folding the segments out of order would show), a 300-item pool
- * (two-byte draw records) and more than 32 MiB of records (past the threshold under which
- * DrawEngine.open stays on one thread).
+ * (two-byte draw records) and about 34 MiB of records. recoverDir is compared with the pool
+ * forced on (parallelThreshold: 0); DrawEngine.open uses the default threshold
+ * (kParallelReplayBytes), so its thread count is checked against it.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +65,7 @@ beforeAll(async () => {
     }
     await create('wide', Array.from({ length: 300 }, (_, i) => ({ id: `w${i}`, weight: 1 + (i % 11), quantity: i % 3 === 0 ? -1 : 5_000 })));
     const base = pools.slice();
-    // Record bytes per round: 6 x 160k + 60k x 2 bytes = ~1.08 MB; 32 rounds > 32 MiB.
+    // Record bytes per round: 6 x 160k + 60k x 2 bytes = ~1.08 MB; 32 rounds: ~34 MiB.
     for (let round = 0; round < 32; round++) {
       // Even with every pool on one shard, at most 1.02 M draws in flight: below the default
       // maxPending, so no call has to wait.
