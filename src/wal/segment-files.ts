@@ -61,6 +61,8 @@ export function fsyncDir(dir: string): void {
 }
 
 const kZeroChunk = Buffer.alloc(1 << 20);
+/** The background preparation writes larger pieces: each one costs the shard's loop a turn. */
+const kZeroChunkAsync = Buffer.alloc(8 << 20);
 
 /**
  * Create a file of `bytes` real zeros and fsync it. Never sparse: writing into a hole of a
@@ -94,8 +96,8 @@ export async function preallocateAsync(path: string, bytes: number): Promise<voi
   const fh = await openAsync(path, 'wx');
   try {
     for (let off = 0; off < bytes; ) {
-      const n = Math.min(kZeroChunk.length, bytes - off);
-      const { bytesWritten } = await fh.write(kZeroChunk, 0, n, off);
+      const n = Math.min(kZeroChunkAsync.length, bytes - off);
+      const { bytesWritten } = await fh.write(kZeroChunkAsync, 0, n, off);
       off += bytesWritten;
     }
     await fh.sync();
