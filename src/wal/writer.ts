@@ -6,7 +6,6 @@ import {
   drawWidth,
   kCreateHeaderBytes,
   kDrawHeaderBytes,
-  kEmpty8,
   kHeaderBytes,
   kPoolRefHeaderBytes,
   kRecCreatePool,
@@ -340,10 +339,9 @@ abstract class SegmentWriterBase implements WalWriter {
       const out = at + kDrawHeaderBytes;
       const from = offset + done;
       if (width === 1) {
-        for (let i = 0; i < chunk; i++) {
-          const v = indices[from + i]!;
-          buf[out + i] = v === 0xffff ? kEmpty8 : v;
-        }
+        // A typed-array set converts each u16 to u8 modulo 256 in native code: indices below
+        // 255 stay as they are and the empty marker 0xFFFF becomes 0xFF (kEmpty8).
+        buf.set(indices.subarray(from, from + chunk), out);
       } else {
         buf.set(new Uint8Array(indices.buffer, indices.byteOffset + from * 2, chunk * 2), out);
       }
