@@ -275,7 +275,9 @@ of those 3 s are counted (self time per function, per thread):
 
 - **drawMany(65536)** (62.6 M draws/s under the profiler): the coordinator is idle 99% of the
   window. Each shard thread: \`WeightedSelector.drawInto\` (its inlined sfc32 loop) 71-76%, the
-  WAL's \`appendDraws\` 11% (the loop that copies each u16 index into one byte of the mapping),
+  WAL's \`appendDraws\` 11% (then a JS loop copying each u16 index into one byte of the mapping;
+  since replaced by one native typed-array set per record, which took the mmap WAL's cost over
+  no WAL from ~16% to ~3-5% in the tables),
   batch handling 1-6%, messages 0.4-1.2%, CRC-32 0.5-0.7%, GC under 0.5%. One shard rotated
   before its prepared spare segment was ready and zero-filled the new segment in line (8% of its
   window, synchronous writes); the other was idle 8%. In the profile taken before the selector

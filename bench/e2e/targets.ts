@@ -182,9 +182,9 @@ const notes = {
           (noneRatio >= goal ? ', so the WAL append is most of the gap. ' : ', so even without the WAL the selection loop on shared cores is short of the goal. ')
         : '') +
       'The bare loop is the same WeightedSelector.drawInto the shards run, so a faster selection loop (the padded Fenwick tree and the inlined sfc32) speeds up both sides of this ratio, and the WAL, messages and segment preparation become a larger share of a shard. ' +
-      `The coordinator is idle (it handles one reply per ${c.p.batch.toLocaleString('en-US')} draws); in a CPU profile a shard spends about three quarters of its time in drawInto, about a ninth in the WAL append ` +
-      '(a JS loop copying each u16 index into one byte of the segment) and the rest on batch handling, messages and preparing the next segment. ' +
-      'Selecting straight into the mapped segment as u8 (no second pass over the draws) would remove most of the WAL share; past that, the selection loop itself is the ceiling.'
+      `The coordinator is idle (it handles one reply per ${c.p.batch.toLocaleString('en-US')} draws); a shard spends most of its time in drawInto, and the WAL append ` +
+      '(one native typed-array set that narrows the u16 indices to bytes, a CRC-32 per record) and batch handling, messages and segment preparation take the rest: ' +
+      'the selection loop itself is the ceiling, shared by the shards with the OS on the cores they have.'
     );
   },
   walOverhead(c: Ctx, wal: 'mmap' | 'file'): string {
@@ -196,9 +196,9 @@ const notes = {
     const fillSec = seg / ((w.walBytesPerDraw * w.drawsPerSec) / c.cores);
     return (
       `${extraNs > 0 ? `${duration(extraNs)} more per draw` : `No cost measurable (${duration(-extraNs)} less per draw, within the spread)`} (wall clock, all shards). ` +
-      `A shard pays for the WAL in a JS loop that copies each draw's u16 index into one byte of the ${wal === 'mmap' ? 'mapped segment (plus a page fault per 4 KiB touched)' : 'staging buffer, then a pwrite per batch'}, ` +
+      `A shard pays for the WAL in one native typed-array set per record that narrows the draws' u16 indices to bytes in the ${wal === 'mmap' ? 'mapped segment (plus a page fault per 4 KiB touched)' : 'staging buffer, then a pwrite per batch'}, ` +
       `a CRC-32 per record (native, small), and the preparation of the next segment: ${binary(seg)} of zeros written and fsynced on the libuv pool every ~${sig3(fillSec)} s per shard at this rate, ` +
-      `off the draw path but on the same ${c.cores} cores, unless a shard fills its segment before the spare is ready and zero-fills the next one in line (one shard did once in the 3 s drawMany CPU profile below). Writing the index bytes straight into the segment from the selection loop would remove the copy; fallocate(2) instead of writing zeros (not exposed by Node's fs) would remove most of the preparation.`
+      `off the draw path but on the same ${c.cores} cores, unless a shard fills its segment before the spare is ready and zero-fills the next one in line (one shard did once in the 3 s drawMany CPU profile below). fallocate(2) instead of writing zeros (not exposed by Node's fs) would remove most of the preparation.`
     );
   },
   drawRate(c: Ctx): string {
