@@ -1,4 +1,4 @@
-import { EngineError, show } from './errors.js';
+import { asEngineError, EngineError, show } from './errors.js';
 
 export interface ItemSpec {
   id: string;
@@ -12,13 +12,20 @@ export const kMaxItems = 65_534;
 export const kMaxIdLength = 128;
 export const kMaxTotalWeight = 2 ** 48;
 
+/**
+ * Ids are stored as UTF-8, so they must be well-formed UTF-16 (no lone surrogates): '\uD800'
+ * would come back from disk as U+FFFD, a different id, and two such ids as one.
+ */
 export function isValidId(id: unknown): id is string {
-  return typeof id === 'string' && id.length >= 1 && id.length <= kMaxIdLength;
+  return typeof id === 'string' && id.length >= 1 && id.length <= kMaxIdLength && id.isWellFormed();
 }
+
+/** The rule every id follows, for messages. */
+export const kIdRule = `a well-formed string of 1-${kMaxIdLength} characters (no lone surrogates)`;
 
 export function checkPoolId(poolId: unknown): string {
   if (!isValidId(poolId)) {
-    throw new EngineError('ERR_INVALID_ARGUMENT', `poolId must be a string of 1-${kMaxIdLength} characters, got ${show(poolId)}`, {
+    throw new EngineError('ERR_INVALID_ARGUMENT', `poolId must be ${kIdRule}, got ${show(poolId)}`, {
       details: { poolId },
     });
   }
@@ -33,8 +40,19 @@ export function isValidQuantity(q: unknown): q is number {
   return typeof q === 'number' && Number.isSafeInteger(q) && q >= -1;
 }
 
-/** Validate a catalog and return a normalized copy; errors are ERR_INVALID_CONFIG naming the path. */
+/**
+ * Validate a catalog and return a normalized copy (each entry read once); errors are
+ * ERR_INVALID_CONFIG naming the path, also when a getter or Proxy trap of the caller throws.
+ */
 export function validateCatalog(poolId: string, items: unknown): ItemSpec[] {
+  try {
+    return readCatalog(poolId, items);
+  } catch (err) {
+    throw asEngineError(err, 'ERR_INVALID_CONFIG', `pool ${show(poolId)}: items could not be read`, { poolId });
+  }
+}
+
+function readCatalog(poolId: string, items: unknown): ItemSpec[] {
   const fail = (msg: string, value: unknown): never => {
     throw new EngineError('ERR_INVALID_CONFIG', `pool ${show(poolId)}: ${msg}, got ${show(value)}`, { details: { poolId, value } });
   };
@@ -48,7 +66,7 @@ export function validateCatalog(poolId: string, items: unknown): ItemSpec[] {
     const raw = list[i] as Partial<ItemSpec> | null;
     if (typeof raw !== 'object' || raw === null) fail(`items[${i}] must be an object`, raw);
     const { id, weight, quantity } = raw as Partial<ItemSpec>;
-    if (!isValidId(id)) fail(`items[${i}].id must be a string of 1-${kMaxIdLength} characters`, id);
+    if (!isValidId(id)) fail(`items[${i}].id must be ${kIdRule}`, id);
     if (seen.has(id as string)) fail(`items[${i}].id is a duplicate`, id);
     seen.add(id as string);
     if (!isValidWeight(weight)) fail(`items[${i}].weight must be a positive safe integer`, weight);
@@ -65,8 +83,16 @@ export interface ItemPatch {
   quantity?: number;
 }
 
-/** Validate an updateItem patch; NaN marks a field left unchanged. */
+/** Validate an updateItem patch (each field read once); NaN marks a field left unchanged. */
 export function validatePatch(poolId: string, itemId: string, patch: unknown): { weight: number; quantity: number } {
+  try {
+    return readPatch(poolId, itemId, patch);
+  } catch (err) {
+    throw asEngineError(err, 'ERR_INVALID_ARGUMENT', `updateItem(${show(poolId)}, ${show(itemId)}): patch could not be read`, { poolId, itemId });
+  }
+}
+
+function readPatch(poolId: string, itemId: string, patch: unknown): { weight: number; quantity: number } {
   const fail = (msg: string, value: unknown): never => {
     throw new EngineError('ERR_INVALID_ARGUMENT', `updateItem(${show(poolId)}, ${show(itemId)}): ${msg}, got ${show(value)}`, {
       details: { poolId, itemId, value },

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Piscina } from 'piscina';
-import { checkPoolId, isValidId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
+import { checkPoolId, isValidId, kIdRule, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
 import { PoolMeta } from './coordinator/pool-meta.js';
 import { ShardClient, type DrawResult, type IdCounter } from './coordinator/shard-client.js';
 import { workerEntry } from './coordinator/worker-path.js';
@@ -15,6 +15,7 @@ import { kOpCreate, kOpState, kOpUpdate, type PoolInit, type PoolStateReply, typ
 import type { RecoveredPool } from './recovery/pool-state.js';
 import { emptyReport, recoverDir, type RecoveredState, type RecoveryReport } from './recovery/recover.js';
 import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
+import { createFirstSegments } from './wal/segment-files.js';
 import type { LoadedSnapshot } from './snapshot/chain.js';
 
 export interface PoolItemState {
@@ -33,7 +34,11 @@ export interface PoolState {
   items: PoolItemState[];
 }
 
-const kMaxDrawMany = 0x7fff_ffff;
+/**
+ * Most draws one drawMany call may ask for: 2^24 (16,777,216), so a single call holds at most
+ * 32 MiB of indices on each side of the thread boundary. More is several calls.
+ */
+export const kMaxDrawMany = 1 << 24;
 /** A shard that keeps dying is left failed rather than restarted forever. */
 const kMaxRestartsPerShard = 5;
 
@@ -49,6 +54,12 @@ export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
  * once it is back, 'snapshotError' ({ shard, error }) when a snapshot could not be written
  * (the WAL still holds everything), 'close'.
  */
+function notAnEngine(method: string): EngineError {
+  return new EngineError('ERR_INVALID_ARGUMENT', `${method}() must be called on a DrawEngine (engine.${method}(...)); it was called on something else, e.g. as a detached method`, {
+    details: { method },
+  });
+}
+
 export class DrawEngine extends EventEmitter {
   readonly #opts: FilledOptions;
   readonly #shards: ShardClient[] = [];
@@ -61,6 +72,8 @@ export class DrawEngine extends EventEmitter {
   readonly #epoch: number;
   #snapshotPool: Piscina | undefined;
   readonly #snapshotsInFlight = new Map<number, Promise<unknown>>();
+  /** snapshot() calls not yet settled. */
+  readonly #snapshotCalls = new Set<Promise<void>>();
   readonly #restarts: number[];
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -99,7 +112,9 @@ export class DrawEngine extends EventEmitter {
       const state = await recoverDir(opts.dir!, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
       const engine = new DrawEngine(opts, state, release);
       const byShard = engine.#registerRecovered(state.pools);
-      // The open-time snapshots (new epoch, new layout), durable before any shard writes.
+      // The first segment of each shard, then the open-time snapshots (new epoch, new layout)
+      // that point at them, durable before any shard writes.
+      createFirstSegments(opts.dir!, state.epoch, byShard.map((_, k) => state.nextSeq.get(k) ?? 1), opts.segmentBytes);
       const baseSeqs = writeBaseSnapshots(opts.dir!, state.epoch, byShard, state.nextSeq, state.maxRequestId);
       retireCoveredByBase(opts.dir!, baseSeqs, state.shardDirs, opts.archive);
       await engine.#startAll(state, baseSeqs);
@@ -160,7 +175,7 @@ export class DrawEngine extends EventEmitter {
     const started = await Promise.allSettled(
       this.#shards.map((s, k) => {
         const seq = baseSeqs?.[k] ?? 1;
-        const chain = baseSeqs === undefined ? null : { seq, files: [seq], at: Object.fromEntries(inits[k]!.map((p) => [p.id, seq])) };
+        const chain = baseSeqs === undefined ? null : { seq, files: [seq], at: new Map(inits[k]!.map((p) => [p.id, seq])) };
         return s.start(this.#config(k, seq, chain), inits[k]!);
       }),
     );
@@ -219,7 +234,7 @@ export class DrawEngine extends EventEmitter {
       inits.push(this.#poolInit(meta, p));
     }
     const base: LoadedSnapshot | undefined = state.bases.get(k);
-    const chain = base ? { seq: base.coversBelow, files: base.files, at: Object.fromEntries(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;
+    const chain = base ? { seq: base.coversBelow, files: base.files, at: new Map(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;
     if (this.#closed) return;
     await shard.start(this.#config(k, state.nextSeq.get(k) ?? 1, chain), inits);
     this.emit('shardRestart', { shard: k, threadId: shard.threadId });
@@ -260,13 +275,18 @@ export class DrawEngine extends EventEmitter {
   /** Why poolId names no pool: not a valid id at all, or no such pool. */
   #missing(poolId: unknown): Promise<never> {
     if (!isValidId(poolId)) {
-      return Promise.reject(new EngineError('ERR_INVALID_ARGUMENT', `poolId must be a string of 1-128 characters, got ${show(poolId)}`, { details: { poolId } }));
+      return Promise.reject(new EngineError('ERR_INVALID_ARGUMENT', `poolId must be ${kIdRule}, got ${show(poolId)}`, { details: { poolId } }));
     }
     return Promise.reject(new EngineError('ERR_UNKNOWN_POOL', `no pool with id ${show(poolId)}`, { details: { poolId } }));
   }
 
+  static #is(value: unknown): value is DrawEngine {
+    return typeof value === 'object' && value !== null && #opts in value;
+  }
+
   /** Create a pool; it is logged before the promise resolves. */
   createPool(poolId: string, items: ItemSpec[]): Promise<void> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('createPool'));
     if (this.#closed) return Promise.reject(this.#closedError());
     let catalog: ItemSpec[];
     try {
@@ -296,6 +316,7 @@ export class DrawEngine extends EventEmitter {
 
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
   draw(poolId: string): Promise<DrawResult> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('draw'));
     if (this.#closed) return Promise.reject(this.#closedError());
     const meta = this.#meta(poolId);
     if (meta === undefined) return this.#missing(poolId);
@@ -304,6 +325,7 @@ export class DrawEngine extends EventEmitter {
 
   /** `count` draws in one call: a DrawBatch with consecutive request ids. */
   drawMany(poolId: string, count: number): Promise<DrawBatch> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('drawMany'));
     if (this.#closed) return Promise.reject(this.#closedError());
     const meta = this.#meta(poolId);
     if (meta === undefined) return this.#missing(poolId);
@@ -319,6 +341,7 @@ export class DrawEngine extends EventEmitter {
 
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */
   updateItem(poolId: string, itemId: string, patch: ItemPatch): Promise<void> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('updateItem'));
     if (this.#closed) return Promise.reject(this.#closedError());
     const meta = this.#meta(poolId);
     if (meta === undefined) return this.#missing(poolId);
@@ -339,6 +362,7 @@ export class DrawEngine extends EventEmitter {
 
   /** The pool's state, read in order with its draws. */
   pool(poolId: string): Promise<PoolState> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('pool'));
     if (this.#closed) return Promise.reject(this.#closedError());
     const meta = this.#meta(poolId);
     if (meta === undefined) return this.#missing(poolId);
@@ -351,6 +375,7 @@ export class DrawEngine extends EventEmitter {
 
   /** Ids of every created pool. */
   poolIds(): string[] {
+    if (!DrawEngine.#is(this)) throw notAnEngine('poolIds');
     const out: string[] = [];
     for (const meta of this.#pools.values()) if (meta.ready) out.push(meta.id);
     return out;
@@ -361,24 +386,38 @@ export class DrawEngine extends EventEmitter {
    * when a full snapshot is due). Resolves once every snapshot is durable and what it covers
    * is retired.
    */
-  async snapshot(): Promise<void> {
-    if (this.#closed) throw this.#closedError();
-    if (this.#opts.wal === 'none') return;
-    await Promise.all(this.#shards.map((s) => s.drained()));
-    await Promise.all(this.#shards.map((s) => s.snapshot()));
+  snapshot(): Promise<void> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('snapshot'));
+    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#opts.wal === 'none') return Promise.resolve();
+    const run = (async () => {
+      await Promise.all(this.#shards.map((s) => s.drained()));
+      await Promise.all(this.#shards.map((s) => s.snapshot()));
+    })();
+    // close() waits for these: a snapshot asked for before close() settles one way or the other.
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.#snapshotCalls.add(settled);
+    void settled.then(() => this.#snapshotCalls.delete(settled));
+    return run;
   }
 
   /** Synchronous read of the shared counters; no message to any worker. */
   metrics(): EngineMetrics {
+    if (!DrawEngine.#is(this)) throw notAnEngine('metrics');
     return readMetrics(this.#metricsSab, this.#shards.length);
   }
 
   /** Drain in-flight work, sync, unmap, stop workers, release the lock. Idempotent. */
   close(): Promise<void> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('close'));
     if (this.#closing) return this.#closing;
     this.#closed = true;
     this.#closing = (async () => {
       try {
+        await Promise.all(this.#snapshotCalls);
         await Promise.all(this.#shards.map((s) => s.close()));
         await Promise.all(this.#snapshotsInFlight.values());
         await this.#snapshotPool?.close();

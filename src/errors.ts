@@ -46,7 +46,12 @@ export class EngineError extends Error {
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kBrand] === true;
+    if (typeof value !== 'object' || value === null) return false;
+    try {
+      return (value as Record<symbol, unknown>)[kBrand] === true;
+    } catch {
+      return false; // a Proxy whose get trap throws is not one of ours
+    }
   }
 }
 
@@ -77,19 +82,55 @@ export function errorFromWire(wire: WireError): EngineError {
   return err;
 }
 
-/** Render a user value for a message without dumping huge structures. */
+/**
+ * Render a user value for a message without dumping huge structures. Never throws: a caller's
+ * Proxy or getter may throw from any trap, and an error message must still be built.
+ */
 export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 140 ? value.slice(0, 140) + '…' : value);
-  if (typeof value === 'bigint') return `${value}n`;
-  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value); // JSON would print NaN and Infinity as null
-  if (typeof value === 'function') return '[function]';
   try {
-    const s = JSON.stringify(value);
-    if (s === undefined) return String(value);
-    return s.length > 140 ? s.slice(0, 140) + '…' : s;
+    if (typeof value === 'string') return JSON.stringify(value.length > 140 ? value.slice(0, 140) + '…' : value);
+    if (typeof value === 'bigint') return `${value}n`;
+    if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value); // JSON would print NaN and Infinity as null
+    if (typeof value === 'function') return '[function]';
+    if (typeof value === 'symbol') return value.toString();
+    if (value === undefined) return 'undefined';
   } catch {
-    return String(value);
+    return '[unprintable value]';
   }
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(value);
+  } catch {
+    // cyclic, a throwing getter or a throwing Proxy trap
+  }
+  if (s === undefined) {
+    try {
+      s = String(value);
+    } catch {
+      return '[unprintable value]';
+    }
+  }
+  return s.length > 140 ? s.slice(0, 140) + '…' : s;
+}
+
+/** The message of anything thrown, without ever throwing itself. */
+export function messageOf(err: unknown): string {
+  try {
+    const m = (err as { message?: unknown } | null)?.message;
+    if (typeof m === 'string') return m;
+  } catch {
+    // a throwing getter on a thrown object
+  }
+  return show(err);
+}
+
+/**
+ * An error thrown while reading a caller's value (a getter, a Proxy trap) becomes the coded
+ * error of the argument it came from; EngineErrors pass through unchanged.
+ */
+export function asEngineError(err: unknown, code: ErrorCode, what: string, details: Record<string, unknown> = {}): EngineError {
+  if (err instanceof EngineError) return err;
+  return new EngineError(code, `${what}: ${messageOf(err)}`, { cause: err, details });
 }
 
 /** Map an fs/msync failure to the contract: ENOSPC is ERR_DISK_FULL, anything else fails the shard. */

@@ -20,6 +20,8 @@ export function acquireDirLock(dir: string): () => void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
+    const full = storageError(err, `options.dir ${JSON.stringify(dir)} cannot be created`);
+    if (full.code === 'ERR_DISK_FULL') throw full;
     throw new EngineError('ERR_INVALID_CONFIG', `options.dir ${JSON.stringify(dir)} cannot be created: ${(err as Error).message}`, {
       cause: err,
       details: { option: 'dir', value: dir },

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { EngineError, show } from './errors.js';
+import { asEngineError, EngineError, show } from './errors.js';
 
 export type WalMode = 'mmap' | 'file' | 'none';
 export type SyncMode = 'always' | 'interval' | 'never';
@@ -84,15 +84,37 @@ function oneOf(o: Record<string, unknown>, key: string, allowed: readonly string
   if (v !== undefined && !allowed.includes(v as string)) invalid(key, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, v);
 }
 
-const kKnown = new Set(Object.keys(defaultOptions()));
+const kKnown: readonly string[] = Object.keys(defaultOptions());
+
+/**
+ * Read every option exactly once into a plain record: a getter or Proxy could otherwise hand
+ * validation one value and the engine another. A throwing getter or trap is ERR_INVALID_CONFIG.
+ */
+function readOnce(options: object): Record<string, unknown> {
+  const o: Record<string, unknown> = Object.create(null);
+  let key = '';
+  try {
+    for (key of Object.keys(options)) {
+      if (!kKnown.includes(key)) {
+        const value = (options as Record<string, unknown>)[key];
+        throw new EngineError('ERR_INVALID_CONFIG', `options.${key} is not a known option (known: ${kKnown.join(', ')}), got ${show(value)}`, {
+          details: { option: key, value },
+        });
+      }
+    }
+    // Known options are read whether own or inherited (an options class with getters).
+    for (key of kKnown) o[key] = (options as Record<string, unknown>)[key];
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    throw asEngineError(err, 'ERR_INVALID_CONFIG', `options${key === '' ? '' : `.${key}`} could not be read`, { option: key });
+  }
+  return o;
+}
 
 /** Validate eagerly and merge with defaults; every message names the option and the value. */
 export function fillOptions(options: unknown): FilledOptions {
   if (typeof options !== 'object' || options === null) invalid('', 'must be an object', options);
-  const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!kKnown.has(key)) invalid(key, 'is not a known option', o[key]);
-  }
+  const o = readOnce(options as object);
   oneOf(o, 'wal', ['mmap', 'file', 'none']);
   oneOf(o, 'sync', ['always', 'interval', 'never']);
   int(o, 'shards', 1, 256);
@@ -108,7 +130,7 @@ export function fillOptions(options: unknown): FilledOptions {
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0)) invalid('dir', 'must be a non-empty string', o.dir);
   if (o.dir === undefined && wal !== 'none') invalid('dir', `is required unless wal is 'none'`, o.dir);
   const filled = defaultOptions();
-  for (const key of Object.keys(o)) {
+  for (const key of kKnown) {
     if (o[key] !== undefined) (filled as unknown as Record<string, unknown>)[key] = o[key];
   }
   return filled;

@@ -45,8 +45,11 @@ export interface ShardConfig {
   snapshotEveryRecords: number;
   /** Highest request id known at start (snapshots record at least this). */
   maxRequestId: number;
-  /** The snapshot this shard starts from: its seq, the files of its chain, where each pool's state is. */
-  chain: { seq: number; files: number[]; at: Record<string, number> } | null;
+  /**
+   * The snapshot this shard starts from: its seq, the files of its chain, where each pool's state
+   * is. A Map, never an object: pool ids such as `constructor` are ordinary keys.
+   */
+  chain: { seq: number; files: number[]; at: Map<string, number> } | null;
 }
 
 export interface InitMessage {

@@ -250,6 +250,7 @@ export class ShardClient {
   /** Snapshot this shard now; resolves once the snapshot is durable (or nothing changed). */
   snapshot(): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closing) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', `shard ${this.index} is closing`, { details: { shard: this.index } }));
     const reqId = this.#nextSnapshotReq++;
     return new Promise<void>((resolve, reject) => {
       this.#snapshotWaiters.set(reqId, { resolve, reject });
@@ -508,5 +509,9 @@ export class ShardClient {
     }
     this.#port?.close();
     await this.worker?.terminate();
+    // Nothing may stay pending once the shard is gone.
+    const closed = new EngineError('ERR_ENGINE_CLOSED', `shard ${this.index} closed before the snapshot was written`, { details: { shard: this.index } });
+    for (const w of this.#snapshotWaiters.values()) w.reject(closed);
+    this.#snapshotWaiters.clear();
   }
 }

@@ -1,5 +1,4 @@
 import { EngineError } from '../errors.js';
-import { readHeader, kHeaderBytes } from '../wal/format.js';
 import { scanSegment } from '../wal/reader.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import { SegmentSummarizer, type SpanSummary } from './summary.js';
@@ -13,8 +12,6 @@ export interface DecodeTask {
 }
 
 export interface DecodedSegment extends DecodeTask {
-  /** A newest segment whose header never reached disk (crash during creation): nothing to replay. */
-  unwritten: boolean;
   epoch: number;
   records: number;
   /** Offset just past the last valid record. */
@@ -31,16 +28,6 @@ export interface DecodedSegment extends DecodeTask {
 export function decodeSegment(task: DecodeTask): DecodedSegment {
   const src = SegmentSource.open(task.file);
   try {
-    src.ensure(kHeaderBytes);
-    const header = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
-    if (task.newest && typeof header === 'string') {
-      src.ensure(src.size);
-      const restZero = src.buf.subarray(Math.min(src.size, kHeaderBytes)).every((b) => b === 0);
-      if (header === 'empty' || restZero) {
-        const summarizer = new SegmentSummarizer();
-        return { ...task, unwritten: true, epoch: 0, records: 0, end: 0, size: src.size, torn: undefined, span: summarizer.span };
-      }
-    }
     const summarizer = new SegmentSummarizer();
     const scan = scanSegment(src, task, summarizer.visit);
     if (scan.header.seq !== task.seq || scan.header.shard !== task.shard) {
@@ -50,7 +37,6 @@ export function decodeSegment(task: DecodeTask): DecodedSegment {
     }
     return {
       ...task,
-      unwritten: false,
       epoch: scan.header.epoch,
       records: scan.records,
       end: scan.end,

@@ -1,13 +1,14 @@
-import { closeSync, fdatasyncSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { workerEntry } from '../coordinator/worker-path.js';
-import { EngineError, errorFromWire, storageError, type WireError } from '../errors.js';
+import { EngineError, errorFromWire, messageOf, storageError, type WireError } from '../errors.js';
 import { loadNewestSnapshot, listSnapshots, type LoadedSnapshot } from '../snapshot/chain.js';
 import { readHeader, kHeaderBytes } from '../wal/format.js';
 import { SegmentSource } from '../wal/segment-source.js';
-import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
+import { listSegments, listShardDirs, readFileHead, segmentFileName, shardDirName } from '../wal/segment-files.js';
 import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
+import { chooseSnapshotSet, planReplay, type Peek, type SegmentPeek, type ShardListing } from './plan.js';
 import { applySpan, type RecoveredPool } from './pool-state.js';
 import { mergeSpan, newSpanSummary } from './summary.js';
 
@@ -33,7 +34,10 @@ export interface RecoveryReport {
   ms: number;
   /** Bad records at the tail of a newest segment, dropped (and zeroed on disk). */
   tornTails: { file: string; offset: number; reason: string }[];
-  /** Newest segments whose header never reached disk (a crash while creating them), removed. */
+  /**
+   * Trailing segments with nothing written, not even a header (an older version's crash while
+   * creating them): not replayed, and retired with what the open-time snapshot covers.
+   */
   removedSegments: string[];
 }
 
@@ -97,20 +101,35 @@ function zeroTail(file: string, offset: number, size: number): void {
   }
 }
 
-function peekHeader(file: string): { epoch: number; work: number } {
+/** Header and first record length of each segment, read once per recovery. */
+function peeker(): { peek: Peek; work: (file: string) => number } {
+  const cache = new Map<string, SegmentPeek & { work: number }>();
+  const read = (file: string): SegmentPeek & { work: number } => {
+    let p = cache.get(file);
+    if (p === undefined) {
+      const head = readFileHead(file, kHeaderBytes + 4);
+      const h = readHeader(head.subarray(0, kHeaderBytes));
+      const size = statSync(file).size;
+      p = {
+        head: h,
+        hasRecords: head.length === kHeaderBytes + 4 && head.readUInt32LE(kHeaderBytes) !== 0,
+        work: typeof h === 'object' && h.sealedEnd > 0 ? h.sealedEnd : size,
+      };
+      cache.set(file, p);
+    }
+    return p;
+  };
+  return { peek: read, work: (file) => read(file).work };
+}
+
+function allZero(file: string): boolean {
   const src = SegmentSource.open(file);
   try {
-    src.ensure(kHeaderBytes);
-    const h = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
-    if (typeof h !== 'object') return { epoch: 0, work: src.size };
-    return { epoch: h.epoch, work: h.sealedEnd > 0 ? h.sealedEnd : src.size };
+    src.ensure(src.size);
+    return src.buf.subarray(0, src.size).every((b) => b === 0);
   } finally {
     src.close();
   }
-}
-
-function segmentEpoch(file: string): number {
-  return peekHeader(file).epoch;
 }
 
 /**
@@ -119,25 +138,22 @@ function segmentEpoch(file: string): number {
  */
 export const kParallelReplayBytes = 128 << 20;
 
-function missing(shardDir: string, seq: number): EngineError {
-  const file = join(shardDir, segmentFileName(seq));
-  return new EngineError('ERR_CORRUPT_WAL', `${file} at offset 0: segment missing from the sequence`, {
-    details: { file, offset: 0, reason: 'missing segment' },
-  });
-}
-
 /**
  * Decode every segment. With more than one replay thread the calling thread decodes too: it
  * takes the next segment (largest first) while the pool's threads boot, and each pool thread
  * starts taking segments once it has loaded the decoder (a warm-up task). So starting threads
  * never makes replay slower than decoding inline, and a large replay spreads over all of them.
  */
-async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ decoded: DecodedSegment[]; threads: number; threadsUsed: number }> {
+async function decodeAll(
+  tasks: DecodeTask[],
+  opts: RecoverOptions,
+  workOf: (file: string) => number,
+): Promise<{ decoded: DecodedSegment[]; threads: number; threadsUsed: number }> {
   let done = 0;
   const progress = (): void => opts.onProgress?.(++done, tasks.length);
   // Sealed segments say where their records end; an unsealed one (the newest after a crash)
   // counts as full.
-  const work = tasks.map((t) => peekHeader(t.file).work);
+  const work = tasks.map((t) => workOf(t.file));
   const total = work.reduce((a, b) => a + b, 0);
   const helpers = total < (opts.parallelThreshold ?? kParallelReplayBytes) ? 0 : Math.min(opts.replayThreads, tasks.length) - 1;
   const order = tasks.map((_, i) => i).sort((a, b) => work[b]! - work[a]!);
@@ -197,135 +213,74 @@ async function decodeAll(tasks: DecodeTask[], opts: RecoverOptions): Promise<{ d
 /**
  * Recover a data directory. Per shard directory: the newest valid snapshot chain, then the
  * segments after it, decoded in parallel into summaries and folded in (epoch, shard, seq)
- * order. The snapshot epoch chosen is the newest whose set is complete (every shard of that
- * run has one); an incomplete newest set with no WAL after it is what a crash while writing the
- * open-time snapshots leaves, and is passed over.
+ * order (see plan.ts for which snapshot set and which segments). Every failure is a coded
+ * EngineError: damage that cannot be applied is ERR_CORRUPT_WAL.
  */
 export async function recoverDir(dir: string, opts: RecoverOptions): Promise<RecoveredState> {
+  try {
+    return await recoverDirUnchecked(dir, opts);
+  } catch (err) {
+    if (err instanceof EngineError) throw err;
+    const errno = (err as NodeJS.ErrnoException | null)?.code;
+    if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) throw storageError(err, `cannot read ${dir}`);
+    throw new EngineError('ERR_CORRUPT_WAL', `${dir}: ${messageOf(err)}`, { cause: err, details: { dir } });
+  }
+}
+
+async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<RecoveredState> {
   const t0 = performance.now();
   const report = emptyReport(dir);
-  const shardDirs = opts.onlyShard === undefined ? listShardDirs(dir) : [opts.onlyShard];
-  const segs = new Map<number, number[]>();
-  const snaps = new Map<number, number[]>();
-  for (const k of shardDirs) {
-    const shardDir = join(dir, shardDirName(k));
+  const listings: ShardListing[] = (opts.onlyShard === undefined ? listShardDirs(dir) : [opts.onlyShard]).map((shard) => {
+    const shardDir = join(dir, shardDirName(shard));
     if (!opts.readOnly) {
-      for (const name of safeReaddir(shardDir)) if (name.endsWith('.tmp')) unlinkSync(join(shardDir, name));
+      for (const name of listNames(shardDir)) if (name.endsWith('.tmp')) unlinkSync(join(shardDir, name));
     }
-    segs.set(k, listSegments(shardDir));
-    snaps.set(k, listSnapshots(shardDir));
-  }
+    return { shard, segments: listSegments(shardDir) };
+  });
+  const { peek, work } = peeker();
+  const choice = chooseSnapshotSet(dir, listings, (k, maxEpoch) => loadNewestSnapshot(dir, k, maxEpoch), peek, opts.onlyShard);
+  report.snapshotFallbacks = choice.fallbacks;
+  report.snapshotsLoaded = choice.snapshotsLoaded;
+  const { tasks, unwritten } = planReplay(dir, listings, choice, peek, allZero);
+  report.removedSegments = unwritten;
 
-  // Choose the snapshot set.
-  let maxEpoch = Infinity;
-  let bases = new Map<number, LoadedSnapshot>();
-  let chosenShards = 0;
-  for (;;) {
-    bases = new Map();
-    report.snapshotFallbacks = [];
-    report.snapshotsLoaded = 0;
-    for (const k of shardDirs) {
-      const chain = loadNewestSnapshot(dir, k, maxEpoch);
-      report.snapshotFallbacks.push(...chain.fallbacks);
-      if (chain.loaded) {
-        bases.set(k, chain.loaded);
-        report.snapshotsLoaded += chain.loaded.files.length;
-      }
-    }
-    if (bases.size === 0) break;
-    const epoch = Math.max(...[...bases.values()].map((b) => b.epoch));
-    const shards = Math.max(...[...bases.values()].filter((b) => b.epoch === epoch).map((b) => b.shards));
-    const lacking: number[] = [];
-    for (let k = 0; k < shards; k++) if (bases.get(k)?.epoch !== epoch) lacking.push(k);
-    if (opts.onlyShard !== undefined) {
-      chosenShards = shards;
-      break;
-    }
-    if (lacking.length === 0) {
-      chosenShards = shards;
-      break;
-    }
-    const walAfter = shardDirs.some((k) => segs.get(k)!.some((seq) => segmentEpoch(join(dir, shardDirName(k), segmentFileName(seq))) >= epoch));
-    if (walAfter) {
-      throw new EngineError(
-        'ERR_CORRUPT_SNAPSHOT',
-        `${dir}: no valid snapshot of epoch ${epoch} for shard ${lacking.join(', ')} and the WAL before it is gone${report.snapshotFallbacks.length ? ` (${report.snapshotFallbacks.map((f) => `${f.file}: ${f.reason}`).join('; ')})` : ''}`,
-        { details: { dir, epoch, shards: lacking, fallbacks: report.snapshotFallbacks } },
-      );
-    }
-    // A crash while this epoch's open-time snapshots were written: nothing was logged under it.
-    maxEpoch = epoch - 1;
-  }
-
-  // Which segments to replay.
-  const tasks: DecodeTask[] = [];
-  for (const k of shardDirs) {
-    const shardDir = join(dir, shardDirName(k));
-    const all = segs.get(k)!;
-    const base = bases.get(k);
-    let from: number;
-    if (bases.size > 0) {
-      if (base === undefined || k >= chosenShards) continue; // wholly covered by the chosen set
-      from = base.coversBelow;
-    } else {
-      from = all[0] ?? 1;
-      if (from > 1) {
-        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: no valid snapshot, and the WAL starts at segment ${from}, not 1`, {
-          details: { dir: shardDir, firstSegment: from, fallbacks: report.snapshotFallbacks },
-        });
-      }
-    }
-    const replay = all.filter((seq) => seq >= from);
-    if (replay.length > 0 && replay[0]! !== from && base !== undefined) {
-      // The snapshot we fell back to needs WAL that is not there.
-      if (report.snapshotFallbacks.length > 0) {
-        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: newest snapshot invalid and the WAL after the previous one (from segment ${from}) is gone`, {
-          details: { dir: shardDir, from, fallbacks: report.snapshotFallbacks },
-        });
-      }
-      throw missing(shardDir, from);
-    }
-    for (let i = 1; i < replay.length; i++) if (replay[i] !== replay[i - 1]! + 1) throw missing(shardDir, replay[i - 1]! + 1);
-    replay.forEach((seq, i) => tasks.push({ file: join(shardDir, segmentFileName(seq)), shard: k, seq, newest: i === replay.length - 1 && seq === all[all.length - 1] }));
-  }
-
-  const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts);
-  const replayed: DecodedSegment[] = [];
+  const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts, work);
   for (const d of decoded) {
     if (d.torn && !opts.readOnly) zeroTail(d.file, d.torn.offset, d.size);
     if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
-    if (d.unwritten) {
-      if (!opts.readOnly) unlinkSync(d.file);
-      report.removedSegments.push(d.file);
-      continue;
-    }
-    replayed.push(d);
     report.segments++;
     report.records += d.records;
     report.bytes += d.end;
   }
-  replayed.sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
+  const replayed = decoded.slice().sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
   const total = newSpanSummary();
   for (const d of replayed) mergeSpan(total, d.span);
 
   const pools = new Map<string, RecoveredPool>();
   let maxRequestId = total.maxRequestId;
   let epochSeen = 0;
-  for (const [k, b] of bases) {
-    if (k >= chosenShards) continue;
+  for (const [k, b] of choice.bases) {
+    if (k >= choice.shards) continue;
     for (const [id, p] of b.pools) pools.set(id, p);
     maxRequestId = Math.max(maxRequestId, b.maxRequestId);
   }
-  for (const b of bases.values()) epochSeen = Math.max(epochSeen, b.epoch);
+  for (const b of choice.bases.values()) epochSeen = Math.max(epochSeen, b.epoch);
   for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
+  // The first segments of an open that crashed before its snapshots: their epoch is used up.
+  for (const { shard, segments } of listings) {
+    for (const seq of segments) {
+      const { head } = peek(join(dir, shardDirName(shard), segmentFileName(seq)));
+      if (typeof head === 'object') epochSeen = Math.max(epochSeen, head.epoch);
+    }
+  }
   applySpan(pools, total);
 
   const nextSeq = new Map<number, number>();
-  for (const k of shardDirs) {
-    const lastSeg = segs.get(k)!.filter((s) => !report.removedSegments.includes(join(dir, shardDirName(k), segmentFileName(s)))).at(-1) ?? 0;
-    const lastSnap = snaps.get(k)!.at(-1) ?? 0;
-    // A snapshot at S expects segment S next, so S itself may be (re)used.
-    nextSeq.set(k, Math.max(lastSeg + 1, lastSnap, 1));
+  for (const { shard, segments } of listings) {
+    const lastSeg = segments.at(-1) ?? 0;
+    const lastSnap = listSnapshots(join(dir, shardDirName(shard))).at(-1) ?? 0;
+    // Past every segment (unwritten ones included: they are retired, never reused).
+    nextSeq.set(shard, Math.max(lastSeg + 1, lastSnap, 1));
   }
   report.epoch = epochSeen + 1;
   report.pools = pools.size;
@@ -334,10 +289,10 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
   report.threads = threads;
   report.threadsUsed = threadsUsed;
   report.ms = performance.now() - t0;
-  return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs, bases, report };
+  return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs: listings.map((l) => l.shard), bases: choice.bases, report };
 }
 
-function safeReaddir(path: string): string[] {
+function listNames(path: string): string[] {
   try {
     return readdirSync(path);
   } catch (err) {

@@ -104,7 +104,7 @@ export class ShardCore {
       this.#snap.seq = chain.seq;
       this.#snap.files = chain.files;
       for (const p of pools) {
-        const at = chain.at[p.id];
+        const at = chain.at.get(p.id);
         if (at !== undefined) this.#snap.at.set(p.ref, at);
         else this.#snap.dirty.add(p.ref);
       }

@@ -3,12 +3,17 @@ import { crc32 } from 'node:zlib';
 /*
  * Segment layout (little-endian):
  *
- *   0      4        6          8      12     16     20             24          32         36        60    64
- *   +------+--------+----------+------+------+------+--------------+-----------+----------+---------+-----+
- *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |sealedEnd |reserved |crc  |
- *   +------+--------+----------+------+------+------+--------------+-----------+----------+---------+-----+
- *   sealedEnd: where the records ended when the segment was closed or rotated (0 = not sealed,
- *   e.g. after a crash). A scheduling hint for parallel replay, never trusted for correctness.
+ *   0      4        6          8      12     16     20             24          32         36     37        60    64
+ *   +------+--------+----------+------+------+------+--------------+-----------+----------+------+---------+-----+
+ *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |sealedEnd |seal  |reserved |crc  |
+ *   +------+--------+----------+------+------+------+--------------+-----------+----------+------+---------+-----+
+ *   A segment is created whole (preallocated, header written and synced) before it gets its
+ *   final name, so a named segment always has a valid header.
+ *   sealedEnd / seal: where the records end, and why the writer stopped writing here: 1 = rotated
+ *   (segment seq + 1 exists), 2 = closed cleanly (the last of its run). 0 / 0 = not sealed: the
+ *   writer died while this segment was current, so its tail may be torn. A sealed segment is
+ *   checked strictly: records must run exactly to sealedEnd. (Segments from before the seal
+ *   byte have sealedEnd set and seal 0.)
  *   then records, each starting on a 4-byte boundary:
  *   +---------+-------------------------+----------------+--------+
  *   | u32 len | u32 crc32(body, seed=seq)| body (len bytes)| pad->4 |
@@ -63,6 +68,12 @@ export function recordCrc(body: Uint8Array, seq: number): number {
   return crc32(body, seq >>> 0);
 }
 
+/** Why a segment was sealed (header byte 36). */
+export const kSealNone = 0;
+export const kSealRotated = 1;
+export const kSealClosed = 2;
+export type SealKind = typeof kSealNone | typeof kSealRotated | typeof kSealClosed;
+
 export interface SegmentHeader {
   version: number;
   shard: number;
@@ -72,9 +83,16 @@ export interface SegmentHeader {
   createdAt: number;
   /** 0 = not sealed. */
   sealedEnd: number;
+  /** kSealNone, kSealRotated or kSealClosed. */
+  seal: SealKind;
 }
 
-export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version' | 'sealedEnd'>): void {
+/** Sealed in any way (including segments written before the seal byte existed). */
+export function isSealed(h: SegmentHeader): boolean {
+  return h.sealedEnd > 0 || h.seal !== kSealNone;
+}
+
+export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version' | 'sealedEnd' | 'seal'>): void {
   buf.fill(0, at, at + kHeaderBytes);
   buf.writeUInt32LE(kMagic, at);
   buf.writeUInt16LE(kVersion, at + 4);
@@ -87,9 +105,17 @@ export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'ver
   buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
 }
 
-/** Record where the records end, in an already written header. */
-export function sealHeader(buf: Buffer, at: number, end: number): void {
+/** A fresh header for a new segment. */
+export function newSegmentHeader(shard: number, seq: number, epoch: number, segmentBytes: number): Buffer {
+  const buf = Buffer.alloc(kHeaderBytes);
+  writeHeader(buf, 0, { shard, seq, epoch, segmentBytes, createdAt: Date.now() });
+  return buf;
+}
+
+/** Record where the records end and why, in an already written header. */
+export function sealHeader(buf: Buffer, at: number, end: number, seal: SealKind): void {
   buf.writeUInt32LE(end, at + 32);
+  buf.writeUInt8(seal, at + 36);
   buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
 }
 
@@ -104,6 +130,8 @@ export function readHeader(buf: Buffer): SegmentHeader | 'empty' | string {
   if (crc32(buf.subarray(0, 60)) !== buf.readUInt32LE(60)) return 'header checksum mismatch';
   const version = buf.readUInt16LE(4);
   if (version !== kVersion) return `unsupported format version ${version}`;
+  const seal = buf.readUInt8(36);
+  if (seal > kSealClosed) return `unknown seal ${seal}`;
   return {
     version,
     shard: buf.readUInt32LE(8),
@@ -112,5 +140,6 @@ export function readHeader(buf: Buffer): SegmentHeader | 'empty' | string {
     segmentBytes: buf.readUInt32LE(20),
     createdAt: buf.readDoubleLE(24),
     sealedEnd: buf.readUInt32LE(32),
+    seal: seal as SealKind,
   };
 }

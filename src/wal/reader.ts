@@ -1,6 +1,6 @@
 import { EngineError } from '../errors.js';
 import { SegmentSource } from './segment-source.js';
-import { align4, kHeaderBytes, kRecordFrameBytes, kRecordTypeNames, readHeader, recordCrc, type SegmentHeader } from './format.js';
+import { align4, isSealed, kHeaderBytes, kRecordFrameBytes, kRecordTypeNames, readHeader, recordCrc, type SegmentHeader } from './format.js';
 
 /** Called for each valid record; `body` is a view into the segment, valid during the call only. */
 export type RecordVisitor = (type: number, body: Buffer, offset: number) => void;
@@ -16,7 +16,10 @@ export interface ScanResult {
 
 export interface ScanTarget {
   file: string;
-  /** Newest segment of its shard directory: a bad tail there is a torn write, not corruption. */
+  /**
+   * Newest written segment of its shard directory: if it is unsealed (its writer died), a bad
+   * tail there is a torn write, not corruption.
+   */
   newest: boolean;
 }
 
@@ -68,31 +71,38 @@ export function scanSegment(input: Buffer | SegmentSource, target: ScanTarget, v
   const src = input instanceof SegmentSource ? input : SegmentSource.fromBuffer(input);
   src.ensure(kHeaderBytes);
   const header = readHeader(src.buf.subarray(0, Math.min(src.size, kHeaderBytes)));
+  if (header === 'empty') throw corrupt(target, 0, 'segment header is all zeros');
   if (typeof header !== 'object') throw corrupt(target, 0, `segment header: ${header}`);
+  // Segments are created whole before they are named: a different size is a cut or a swap.
+  if (src.size !== header.segmentBytes) throw corrupt(target, 0, `file is ${src.size} bytes, its header says ${header.segmentBytes}`);
+  const sealed = isSealed(header);
+  if (sealed && (header.sealedEnd < kHeaderBytes || header.sealedEnd > src.size)) throw corrupt(target, 0, `sealed end ${header.sealedEnd} out of range`);
   let p = kHeaderBytes;
   let records = 0;
   let torn: ScanResult['torn'];
   for (;;) {
     const r = check(src, p, header.seq);
     if (r === 'end') {
-      // In an older segment a zero length ends the data only where the segment was sealed
-      // or, unsealed (its shard died), when no valid record follows. The newest segment's
-      // tail is where torn writes live, handled as such.
-      if (!target.newest) {
-        if (header.sealedEnd > p) throw corrupt(target, p, `zero record length before the sealed end ${header.sealedEnd}`);
-        if (header.sealedEnd === 0 && anyValidAfter(src, p, header.seq)) throw corrupt(target, p, 'zero record length followed by valid records');
-        // Cut exactly at a record boundary: records may be missing past this point.
-        if (src.size !== header.segmentBytes) throw corrupt(target, p, `file is ${src.size} bytes, its header says ${header.segmentBytes}`);
+      if (sealed) {
+        // Sealed (rotated or closed): the records run exactly to the sealed end. Fewer is loss
+        // (a zeroed or truncated tail), not a torn write: the writer was done with this segment.
+        if (p !== header.sealedEnd) throw corrupt(target, p, `records end at ${p}, before the sealed end ${header.sealedEnd}`);
+      } else if (!target.newest && anyValidAfter(src, p, header.seq)) {
+        // An older unsealed segment (its shard died) ends at its first zero length, unless
+        // valid records follow.
+        throw corrupt(target, p, 'zero record length followed by valid records');
       }
       break;
     }
     if ('bad' in r) {
-      if (target.newest && !anyValidAfter(src, p, header.seq)) {
+      // Only the newest segment of a writer that died while writing can end in a torn record.
+      if (!sealed && target.newest && !anyValidAfter(src, p, header.seq)) {
         torn = { offset: p, reason: r.bad };
         break;
       }
       throw corrupt(target, p, r.bad);
     }
+    if (sealed && p >= header.sealedEnd) throw corrupt(target, p, `record after the sealed end ${header.sealedEnd}`);
     const body = src.buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + r.len);
     try {
       visit(body[0]!, body, p);

@@ -17,11 +17,16 @@ import {
   kUpdateBodyBytes,
   recordBytes,
   recordCrc,
+  isSealed,
+  kSealClosed,
+  kSealRotated,
+  readHeader,
   sealHeader,
-  writeHeader,
+  newSegmentHeader,
+  type SealKind,
 } from './format.js';
 import { mmapBinding } from './mmap-binding.js';
-import { fsyncDir, preallocateAsync, preallocateSync, renameDurably, segmentPath, shardDirName } from './segment-files.js';
+import { createSegmentSync, fsyncDir, nameSegment, prepareSpareAsync, readFileHead, segmentPath, shardDirName } from './segment-files.js';
 
 export interface WalWriterOptions {
   dir: string;
@@ -127,7 +132,10 @@ abstract class SegmentWriterBase implements WalWriter {
     this.seq = opts.firstSeq;
   }
 
-  /** Create and map the first segment. Separate from the constructor so subclasses are ready. */
+  /**
+   * Open the first segment: the one open() created for this run (with its header) or, after a
+   * shard restart, a new one. Separate from the constructor so subclasses are ready.
+   */
   start(): this {
     try {
       mkdirSync(this.shardDir, { recursive: true });
@@ -135,7 +143,9 @@ abstract class SegmentWriterBase implements WalWriter {
     } catch (err) {
       throw storageError(err, `cannot create ${this.shardDir}`);
     }
-    this.#activate(preallocateSync, false);
+    const path = segmentPath(this.opts.dir, this.opts.shard, this.seq);
+    if (!this.#adopt(path)) createSegmentSync(path, this.opts.segmentBytes, this.#newHeader(this.seq));
+    this.#activate(path);
     this.#prepareSpare();
     if (this.opts.sync === 'interval') {
       // Background durability: MS_SYNC/fdatasync off the ack path (MS_ASYNC is a no-op on Linux).
@@ -153,8 +163,8 @@ abstract class SegmentWriterBase implements WalWriter {
     return this;
   }
 
-  /** Open `path` (already preallocated) as the current segment. */
-  protected abstract openSegment(path: string): void;
+  /** Open `path` (complete, header included) as the current segment. */
+  protected abstract openSegment(path: string, bytes: number): void;
   /** Release the current segment (after it was synced when the policy asks for it). */
   protected abstract releaseSegment(): void;
   /** Make sure `n` bytes starting at segment offset `pos` are addressable in `buf`. */
@@ -163,15 +173,44 @@ abstract class SegmentWriterBase implements WalWriter {
   protected abstract flushWindow(): void;
   /** Make everything up to pos durable. */
   protected abstract syncRange(): void;
-  /** Write the 64 header bytes at segment offset 0 (made durable by the next sync). */
-  protected abstract writeHeaderBytes(header: Buffer): void;
+  /** Write the 64 header bytes at segment offset 0, and make them durable when `durable`. */
+  protected abstract writeHeaderBytes(header: Buffer, durable: boolean): void;
+  /** True when `buf` maps the whole segment (offset p at buf[p]); false for a staging window. */
+  protected abstract readonly wholeSegment: boolean;
 
   #header = Buffer.alloc(kHeaderBytes);
+  /** Size of the current segment (its header says so). */
+  protected segmentBytes = 0;
 
-  /** Note in the header where the records end: a hint that lets replay plan its threads. */
-  #seal(): void {
-    sealHeader(this.#header, 0, this.pos);
-    this.writeHeaderBytes(this.#header);
+  #newHeader(seq: number): Buffer {
+    return newSegmentHeader(this.opts.shard, seq, this.opts.epoch, this.opts.segmentBytes);
+  }
+
+  /**
+   * open() creates each shard's first segment before it writes the snapshot that points at it,
+   * so that a snapshot at seq S always has its segment S on disk. Use it when it is there.
+   */
+  #adopt(path: string): boolean {
+    let head: Buffer;
+    try {
+      head = readFileHead(path, kHeaderBytes + 4);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw storageError(err, `cannot read segment ${path}`);
+    }
+    const h = readHeader(head.subarray(0, kHeaderBytes));
+    if (typeof h !== 'object' || h.shard !== this.opts.shard || h.seq !== this.seq || h.epoch !== this.opts.epoch || isSealed(h) || head.readUInt32LE(kHeaderBytes) !== 0) {
+      throw new EngineError('ERR_SHARD_FAILED', `segment ${path} exists but is not an empty segment of shard ${this.opts.shard}, epoch ${this.opts.epoch}`, {
+        details: { file: path },
+      });
+    }
+    return true;
+  }
+
+  /** Note in the header where the records end and why (rotated or closed). */
+  #seal(kind: SealKind): void {
+    sealHeader(this.#header, 0, this.pos, kind);
+    this.writeHeaderBytes(this.#header, this.opts.sync !== 'never');
   }
 
   protected syncNow(): void {
@@ -182,31 +221,17 @@ abstract class SegmentWriterBase implements WalWriter {
     this.stats.syncNs += Number(process.hrtime.bigint() - t0);
   }
 
-  #activate(create: (path: string, bytes: number) => void, useSpare: boolean): void {
-    const path = segmentPath(this.opts.dir, this.opts.shard, this.seq);
-    const spare = this.#spare;
-    if (useSpare && spare?.done && spare.error === undefined) {
-      renameDurably(spare.path, path, this.shardDir);
-      this.#spare = undefined;
-    } else {
-      // No spare ready (rotation outpaced preparation, or preparing failed): create in line.
-      if (spare?.done) this.#spare = undefined;
-      create(path, this.opts.segmentBytes);
-    }
-    this.openSegment(path);
-    this.bufBase = 0;
-    this.pos = 0;
-    this.syncedPos = 0;
-    this.ensureWindow(kHeaderBytes);
-    writeHeader(this.#header, 0, {
-      shard: this.opts.shard,
-      seq: this.seq,
-      epoch: this.opts.epoch,
-      segmentBytes: this.opts.segmentBytes,
-      createdAt: Date.now(),
-    });
-    this.#header.copy(this.buf, 0);
+  #activate(path: string): void {
+    const head = readFileHead(path, kHeaderBytes);
+    const h = readHeader(head);
+    if (typeof h !== 'object') throw new EngineError('ERR_SHARD_FAILED', `segment ${path}: ${h}`, { details: { file: path } });
+    head.copy(this.#header, 0);
+    this.segmentBytes = h.segmentBytes;
+    this.openSegment(path, h.segmentBytes);
+    // The header is already durable: records start after it.
     this.pos = kHeaderBytes;
+    this.syncedPos = kHeaderBytes;
+    this.bufBase = this.wholeSegment ? 0 : kHeaderBytes;
     this.#serial++;
   }
 
@@ -214,7 +239,7 @@ abstract class SegmentWriterBase implements WalWriter {
     if (this.#spare !== undefined || this.#closed) return;
     const path = join(this.shardDir, `spare-${process.pid}-${this.#spareCounter++}.tmp`);
     const spare: Spare = { path, done: false, error: undefined, promise: Promise.resolve() };
-    spare.promise = preallocateAsync(path, this.opts.segmentBytes).then(
+    spare.promise = prepareSpareAsync(path, this.opts.segmentBytes).then(
       () => {
         spare.done = true;
       },
@@ -226,13 +251,30 @@ abstract class SegmentWriterBase implements WalWriter {
     this.#spare = spare;
   }
 
+  /**
+   * Move on to segment seq + 1. The order keeps every crash state readable: what is written
+   * here is made durable first, then the next segment gets its name (durably), and only then is
+   * this one sealed as rotated; so a segment sealed as rotated always has its successor on disk,
+   * and a missing successor is damage, never a crash.
+   */
   #rotate(): void {
-    this.#seal();
-    if (this.opts.sync !== 'never') this.syncNow();
+    const durable = this.opts.sync !== 'never';
+    if (durable) this.syncNow();
     else this.flushWindow();
+    const next = segmentPath(this.opts.dir, this.opts.shard, this.seq + 1);
+    const spare = this.#spare;
+    if (spare?.done && spare.error === undefined) {
+      nameSegment(spare.path, next, this.#newHeader(this.seq + 1));
+      this.#spare = undefined;
+    } else {
+      // No spare ready (rotation outpaced preparation, or preparing failed): create in line.
+      if (spare?.done) this.#spare = undefined;
+      createSegmentSync(next, this.opts.segmentBytes, this.#newHeader(this.seq + 1));
+    }
+    this.#seal(kSealRotated);
     this.releaseSegment();
     this.seq++;
-    this.#activate(preallocateSync, true);
+    this.#activate(next);
     this.stats.rotations++;
     this.#prepareSpare();
   }
@@ -245,7 +287,7 @@ abstract class SegmentWriterBase implements WalWriter {
         details: { recordBytes: total, segmentBytes: this.opts.segmentBytes },
       });
     }
-    if (this.pos + total > this.opts.segmentBytes) this.#rotate();
+    if (this.pos + total > this.segmentBytes) this.#rotate();
     this.ensureWindow(total);
     return this.pos - this.bufBase + kRecordFrameBytes;
   }
@@ -323,7 +365,7 @@ abstract class SegmentWriterBase implements WalWriter {
       const info = this.#ref(ref);
       const width = info.width;
       const left = count - done;
-      const room = Math.floor((this.opts.segmentBytes - this.pos - kRecordFrameBytes - kDrawHeaderBytes - 3) / width);
+      const room = Math.floor((this.segmentBytes - this.pos - kRecordFrameBytes - kDrawHeaderBytes - 3) / width);
       const chunk = Math.min(left, room);
       if (chunk < Math.min(left, kMinSplitDraws) && this.pos > kHeaderBytes) {
         this.#rotate();
@@ -364,9 +406,11 @@ abstract class SegmentWriterBase implements WalWriter {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
-    this.#seal();
+    // Records durable first, then the seal that says the segment ends here.
     this.flushWindow();
     this.syncNow();
+    sealHeader(this.#header, 0, this.pos, kSealClosed);
+    this.writeHeaderBytes(this.#header, true);
     this.releaseSegment();
     const spare = this.#spare;
     this.#spare = undefined;
@@ -382,12 +426,14 @@ abstract class SegmentWriterBase implements WalWriter {
 }
 
 export class MmapWalWriter extends SegmentWriterBase {
-  protected openSegment(path: string): void {
+  protected readonly wholeSegment = true;
+
+  protected openSegment(path: string, bytes: number): void {
     const mm = mmapBinding();
     let fd = -1;
     try {
       fd = openSync(path, 'r+');
-      this.buf = mm.map(this.opts.segmentBytes, mm.PROT_READ | mm.PROT_WRITE, mm.MAP_SHARED, fd, 0);
+      this.buf = mm.map(bytes, mm.PROT_READ | mm.PROT_WRITE, mm.MAP_SHARED, fd, 0);
     } catch (err) {
       throw storageError(err, `cannot map segment ${path}`);
     } finally {
@@ -405,15 +451,13 @@ export class MmapWalWriter extends SegmentWriterBase {
 
   protected flushWindow(): void {}
 
-  protected writeHeaderBytes(header: Buffer): void {
+  protected writeHeaderBytes(header: Buffer, durable: boolean): void {
     header.copy(this.buf, 0);
-    // The dirty range synced next starts past page 0 once the segment has grown.
-    if (this.opts.sync !== 'never' && this.syncedPos >= mmapBinding().PAGESIZE) {
-      try {
-        mmapBinding().sync(this.buf, 0, mmapBinding().PAGESIZE, true, false);
-      } catch (err) {
-        throw storageError(err, `msync of segment ${this.seq} header failed`);
-      }
+    if (!durable) return;
+    try {
+      mmapBinding().sync(this.buf, 0, mmapBinding().PAGESIZE, true, false);
+    } catch (err) {
+      throw storageError(err, `msync of segment ${this.seq} header failed`);
     }
   }
 
@@ -433,6 +477,7 @@ export class MmapWalWriter extends SegmentWriterBase {
 const kStagingBytes = 1 << 20;
 
 export class FileWalWriter extends SegmentWriterBase {
+  protected readonly wholeSegment = false;
   #fd = -1;
   #path = '';
 
@@ -470,13 +515,10 @@ export class FileWalWriter extends SegmentWriterBase {
     this.bufBase = this.pos;
   }
 
-  protected writeHeaderBytes(header: Buffer): void {
-    if (this.bufBase === 0) {
-      header.copy(this.buf, 0);
-      return;
-    }
+  protected writeHeaderBytes(header: Buffer, durable: boolean): void {
     try {
       writeSync(this.#fd, header, 0, header.length, 0);
+      if (durable) fdatasyncSync(this.#fd);
     } catch (err) {
       throw storageError(err, `write to ${this.#path} failed`);
     }

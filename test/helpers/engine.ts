@@ -88,9 +88,8 @@ export async function expectCode(promise: Promise<unknown>, code: ErrorCode, ...
 export async function allStates(engine: DrawEngine): Promise<States> {
   const ids = engine.poolIds().sort();
   const states = await Promise.all(ids.map((id) => engine.pool(id)));
-  const out: States = {};
-  for (const s of states) out[s.id] = s;
-  return out;
+  // fromEntries defines own properties, so ids such as '__proto__' are ordinary keys here too.
+  return Object.fromEntries(states.map((s) => [s.id, s]));
 }
 
 export function maxLastRequestId(states: States): number {

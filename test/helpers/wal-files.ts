@@ -4,8 +4,9 @@
  * loads the engine (neither src/ nor dist/), so unit and integration tests can both use it.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { WalWriterOptions } from '../../src/wal/writer.js';
 
 // ---- records of a segment ----
@@ -32,6 +33,23 @@ export interface DrawRecord extends WalRecord {
   count: number;
   /** Item index per draw; -1 for an empty draw. */
   indices: number[];
+}
+
+/**
+ * A copy of a segment as it is when its writer died while it was current: the header's sealed
+ * end and seal byte back to 0 (checksum fixed). Only such a segment can have a torn tail.
+ */
+export function unsealed(buf: Buffer): Buffer {
+  const out = Buffer.from(buf);
+  out.writeUInt32LE(0, 32);
+  out.writeUInt8(0, 36);
+  out.writeUInt32LE(crc32(out.subarray(0, 60)), 60);
+  return out;
+}
+
+/** unsealed(), in place on a file. */
+export function unsealFile(file: string): void {
+  writeFileSync(file, unsealed(readFileSync(file)));
 }
 
 export function align4(n: number): number {

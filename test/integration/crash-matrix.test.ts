@@ -23,7 +23,7 @@ import { describe, expect, it, type TestContext } from 'vitest';
 import type { DrawEngineOptions } from '../../dist/src/index.js';
 import { allStates, DrawEngine, fixture, KiB, type Item, type States } from '../helpers/engine.js';
 import { copyToTmp, tmpDir } from '../helpers/tmp.js';
-import { segmentFiles, shardDirs } from '../helpers/wal-files.js';
+import { segmentFiles, shardDirs, unsealFile } from '../helpers/wal-files.js';
 
 const childScript = fixture('crash-matrix-child.mjs');
 
@@ -431,6 +431,16 @@ describe('crash while open writes its snapshots', () => {
     await closeEngine(live, await openEngine(live, { ...opts, dir: next, shards: 3 }));
 
     const crashed = copyToTmp(old, 'open-crash');
+    // open() first creates every shard's first segment of the new run, then the snapshots that
+    // point at them: copy those segments (as a crash leaves them: unsealed, empty) for every shard.
+    for (let k = 0; k < 3; k++) {
+      const from = join(next, `shard-${k}`);
+      mkdirSync(join(crashed, `shard-${k}`), { recursive: true });
+      const first = readdirSync(from).filter((n) => n.endsWith('.snap')).sort()[0]!.replace('.snap', '.wal');
+      expect(existsSync(join(crashed, `shard-${k}`, first))).toBe(false);
+      copyFileSync(join(from, first), join(crashed, `shard-${k}`, first));
+      unsealFile(join(crashed, `shard-${k}`, first));
+    }
     let copied = 0;
     for (const k of written) {
       const from = join(next, `shard-${k}`);

@@ -29,6 +29,7 @@ import {
   seqOf,
   shardDirs,
   snapshotFiles,
+  unsealFile,
 } from '../helpers/wal-files.js';
 
 const openEngine = useEngines();
@@ -182,6 +183,8 @@ describe.each(combos)('wal %s, sync %s', (wal, sync) => {
     expect(target).toBeDefined();
     const { end, buf } = readRecords(target);
     expect(end + 8 + 100).toBeLessThan(buf.length);
+    // As the process left it if it died while writing its last record: unsealed, garbage after.
+    unsealFile(target);
     const garbage = Buffer.concat([Buffer.from([100, 0, 0, 0]), randomBytes(104)]);
     const fd = openSync(target, 'r+');
     writeSync(fd, garbage, 0, garbage.length, end);
@@ -216,7 +219,11 @@ describe.each(combos)('wal %s, sync %s', (wal, sync) => {
     const draw = decodeDraw(buf, rec);
     expect({ first: draw.firstRequestId, count: draw.count }).toEqual({ first: last.firstRequestId, count: 1000 });
     expect(draw.indices).toEqual(Array.from(last.indices));
+    // The process died half-way through writing that record: unsealed, the rest never written.
+    unsealFile(file);
+    const size = statSync(file).size;
     truncateSync(file, rec.offset + 8 + 500);
+    truncateSync(file, size);
 
     engine = await open(dir, 2);
     expect(engine.recovery.tornTails).toEqual([{ file, offset: rec.offset, reason: expect.any(String) }]);

@@ -335,11 +335,15 @@ describe('snapshots', () => {
     expect(await allStates(repaired)).toEqual(states);
   });
 
-  // A crash while the next segment was being created leaves a newest file whose header never
-  // reached the disk: zeros, a file cut short, or a header only partly written.
-  const badHeads: [string, (file: string, prev: Buffer, size: number) => void][] = [
+  // Segments are now created whole (header included) before they are named. Versions before
+  // that could leave, after a crash while creating the next segment, a newest file with nothing
+  // written: zeros, or an empty file. Such a file is passed over and reported.
+  const unwrittenHeads: [string, (file: string, prev: Buffer, size: number) => void][] = [
     ['all zeros', (file, _prev, size) => writeFileSync(file, Buffer.alloc(size))],
     ['empty file', (file) => writeFileSync(file, Buffer.alloc(0))],
+  ];
+  // A header only partly there cannot come from a crash any more: it is damage.
+  const damagedHeads: [string, (file: string, prev: Buffer, size: number) => void][] = [
     ['cut inside the header', (file, prev) => writeFileSync(file, prev.subarray(0, 40))],
     ['first 24 header bytes, then zeros', (file, prev, size) => {
       const buf = Buffer.alloc(size);
@@ -347,7 +351,22 @@ describe('snapshots', () => {
       writeFileSync(file, buf);
     }],
   ];
-  it.each(badHeads)('a newest segment with a bad header (%s) is removed and reported', async (_label, make) => {
+  it.each(damagedHeads)('a newest segment with a damaged header (%s) is ERR_CORRUPT_WAL naming it', async (_label, make) => {
+    const dir = tmpDir('snap-newest-damaged-header');
+    const opts = { dir, shards: 1, segmentBytes: 64 * KiB, snapshotEveryRecords: 0 };
+    const engine = await openEngine(opts);
+    const pools = await createPools(engine, 2);
+    await drawAll(engine, pools, 70_000);
+    await engine.close();
+    const last = seqsOf(dir, 0, 'wal').at(-1)!;
+    const file = walPath(dir, 0, last + 1);
+    make(file, readFileSync(walPath(dir, 0, last)), 64 * KiB);
+    const err = await expectCode(DrawEngine.open(opts), 'ERR_CORRUPT_WAL');
+    expect(err.message).toContain(file);
+    expect(existsSync(file)).toBe(true);
+  });
+
+  it.each(unwrittenHeads)('a newest segment with nothing written (%s) is passed over and reported', async (_label, make) => {
     const dir = tmpDir('snap-newest-header');
     const opts = { dir, shards: 1, segmentBytes: 64 * KiB, snapshotEveryRecords: 0 };
     const engine = await openEngine(opts);
