@@ -1,49 +1,35 @@
 import { EventEmitter } from 'node:events';
-import { Piscina } from 'piscina';
 import { checkPoolId, isValidId, kIdRule, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
-import { PoolMeta } from './coordinator/pool-meta.js';
-import { ShardClient, type DrawResult, type IdCounter } from './coordinator/shard-client.js';
-import { workerEntry } from './coordinator/worker-path.js';
+import type { DrawResult, IdCounter } from './coordinator/batcher.js';
+import type { PoolMeta } from './coordinator/pool-meta.js';
+import { PoolDirectory } from './coordinator/pool-directory.js';
+import { ShardClient } from './coordinator/shard-client.js';
+import { SnapshotWriter } from './coordinator/snapshot-writer.js';
+import { Supervisor } from './coordinator/supervisor.js';
 import type { DrawBatch } from './draw-batch.js';
-import { EngineError, errorFromWire, show, type WireError } from './errors.js';
-import { shardOf } from './hash.js';
-import { createMetricsBuffer, kRestartsIndex, shardBlock } from './layout.js';
-import { acquireDirLock } from './lock.js';
+import { EngineError, show } from './errors.js';
+import { createMetricsBuffer } from './layout.js';
 import { readMetrics, type EngineMetrics } from './metrics.js';
+import { prepareDir, type PreparedDir } from './open.js';
 import { fillOptions, type DrawEngineOptions, type FilledOptions } from './options.js';
-import { kOpCreate, kOpState, kOpUpdate, type PoolInit, type PoolStateReply, type ShardConfig, type SnapshotJob } from './protocol.js';
-import type { RecoveredPool } from './recovery/pool-state.js';
-import { emptyReport, recoverDir, type RecoveredState, type RecoveryReport } from './recovery/recover.js';
-import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
-import { createFirstSegments } from './wal/segment-files.js';
-import type { LoadedSnapshot } from './snapshot/chain.js';
-
-export interface PoolItemState {
-  id: string;
-  weight: number;
-  /** -1 = unlimited. */
-  quantity: number;
-  /** Successful draws over the pool's whole life. */
-  drawn: number;
-}
-
-export interface PoolState {
-  id: string;
-  /** Request id of the pool's latest draw (0 before any). */
-  lastRequestId: number;
-  items: PoolItemState[];
-}
+import { toPoolState, type PoolState } from './pool-state.js';
+import { kOpCreate, kOpState, kOpUpdate, type PoolStateReply } from './protocol.js';
+import type { RecoveryReport } from './recovery/recover.js';
 
 /**
  * Most draws one drawMany call may ask for: 2^24 (16,777,216), so a single call holds at most
  * 32 MiB of indices on each side of the thread boundary. More is several calls.
  */
 export const kMaxDrawMany = 1 << 24;
-/** A shard that keeps dying is left failed rather than restarted forever. */
-const kMaxRestartsPerShard = 5;
 
 /** Internal handle for tests and diagnostics: the shard Worker objects. */
 export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
+
+function notAnEngine(method: string): EngineError {
+  return new EngineError('ERR_INVALID_ARGUMENT', `${method}() must be called on a DrawEngine (engine.${method}(...)); it was called on something else, e.g. as a detached method`, {
+    details: { method },
+  });
+}
 
 /**
  * The coordinator. It validates, routes each pool to its shard by a stable hash and batches
@@ -54,45 +40,46 @@ export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
  * once it is back, 'snapshotError' ({ shard, error }) when a snapshot could not be written
  * (the WAL still holds everything), 'close'.
  */
-function notAnEngine(method: string): EngineError {
-  return new EngineError('ERR_INVALID_ARGUMENT', `${method}() must be called on a DrawEngine (engine.${method}(...)); it was called on something else, e.g. as a detached method`, {
-    details: { method },
-  });
-}
-
 export class DrawEngine extends EventEmitter {
   readonly #opts: FilledOptions;
   readonly #shards: ShardClient[] = [];
-  readonly #pools = new Map<string, PoolMeta>();
-  readonly #nextRef: number[];
-  readonly #ids: IdCounter;
+  readonly #pools: PoolDirectory;
   readonly #metricsSab: SharedArrayBuffer;
   readonly #recovery: RecoveryReport;
-  readonly #releaseLock: () => void;
-  readonly #epoch: number;
-  #snapshotPool: Piscina | undefined;
-  readonly #snapshotsInFlight = new Map<number, Promise<unknown>>();
-  /** snapshot() calls not yet settled. */
+  readonly #release: () => void;
+  readonly #snapshots: SnapshotWriter | undefined;
+  readonly #supervisor: Supervisor;
+  /** snapshot() calls not yet settled: close() waits for them. */
   readonly #snapshotCalls = new Set<Promise<void>>();
-  readonly #restarts: number[];
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(opts: FilledOptions, state: RecoveredState, releaseLock: () => void) {
+  private constructor(opts: FilledOptions, prepared: PreparedDir) {
     super();
+    const { state } = prepared;
     this.#opts = opts;
     this.#metricsSab = createMetricsBuffer(opts.shards);
     this.#recovery = state.report;
-    this.#releaseLock = releaseLock;
-    this.#epoch = state.epoch;
-    this.#ids = { next: state.maxRequestId + 1 };
-    this.#nextRef = new Array<number>(opts.shards).fill(0);
-    this.#restarts = new Array<number>(opts.shards).fill(0);
+    this.#release = prepared.release;
+    this.#pools = new PoolDirectory(opts.shards);
+    const ids: IdCounter = { next: state.maxRequestId + 1 };
+    this.#snapshots = opts.wal === 'none' ? undefined : new SnapshotWriter(opts.dir!, opts.archive, (shard, error) => this.emit('snapshotError', { shard, error }));
     const hooks = {
-      writeSnapshot: (job: SnapshotJob) => this.#writeSnapshot(job),
-      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#onShardExit(shard, err),
+      writeSnapshot: (job: Parameters<SnapshotWriter['write']>[0]) => this.#snapshots!.write(job),
+      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#supervisor.onExit(shard, err),
     };
-    for (let k = 0; k < opts.shards; k++) this.#shards.push(new ShardClient(k, this.#ids, opts.maxPending, this.#metricsSab, hooks));
+    for (let k = 0; k < opts.shards; k++) this.#shards.push(new ShardClient(k, ids, opts.maxPending, this.#metricsSab, hooks));
+    for (const pools of prepared.poolsByShard) for (const p of pools) this.#pools.register(p.id, p.itemIds, true);
+    this.#supervisor = new Supervisor({
+      opts,
+      epoch: state.epoch,
+      metrics: this.#metricsSab,
+      shards: this.#shards,
+      directory: this.#pools,
+      ids,
+      snapshots: this.#snapshots,
+      emit: (event, payload) => this.emit(event, payload),
+    });
   }
 
   /**
@@ -101,143 +88,19 @@ export class DrawEngine extends EventEmitter {
    */
   static async open(options: DrawEngineOptions): Promise<DrawEngine> {
     const opts = fillOptions(options);
-    if (opts.wal === 'none') {
-      const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), report: emptyReport(undefined) };
-      const engine = new DrawEngine(opts, state, () => {});
-      await engine.#startAll(state, undefined);
-      return engine;
-    }
-    const release = acquireDirLock(opts.dir!);
+    const prepared = await prepareDir(opts);
     try {
-      const state = await recoverDir(opts.dir!, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
-      const engine = new DrawEngine(opts, state, release);
-      const byShard = engine.#registerRecovered(state.pools);
-      // The first segment of each shard, then the open-time snapshots (new epoch, new layout)
-      // that point at them, durable before any shard writes.
-      createFirstSegments(opts.dir!, state.epoch, byShard.map((_, k) => state.nextSeq.get(k) ?? 1), opts.segmentBytes);
-      const baseSeqs = writeBaseSnapshots(opts.dir!, state.epoch, byShard, state.nextSeq, state.maxRequestId);
-      retireCoveredByBase(opts.dir!, baseSeqs, state.shardDirs, opts.archive);
-      await engine.#startAll(state, baseSeqs);
+      const engine = new DrawEngine(opts, prepared);
+      await engine.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs);
       return engine;
     } catch (err) {
-      release();
+      prepared.release();
       throw err;
     }
   }
 
-  #registerRecovered(pools: Map<string, RecoveredPool>): RecoveredPool[][] {
-    const byShard: RecoveredPool[][] = this.#shards.map(() => []);
-    for (const p of pools.values()) {
-      const meta = this.#register(p.id, p.itemIds, true);
-      byShard[meta.shard.index]!.push(p);
-    }
-    return byShard;
-  }
-
-  #config(k: number, firstSeq: number, chain: ShardConfig['chain']): ShardConfig {
-    const o = this.#opts;
-    return {
-      shard: k,
-      wal: o.wal,
-      dir: o.dir,
-      sync: o.sync,
-      syncIntervalMs: o.syncIntervalMs,
-      segmentBytes: o.segmentBytes,
-      epoch: this.#epoch,
-      firstSeq,
-      seed: o.seed,
-      shards: this.#shards.length,
-      snapshotEveryRecords: o.snapshotEveryRecords,
-      maxRequestId: this.#ids.next - 1,
-      chain,
-    };
-  }
-
-  #poolInit(meta: PoolMeta, p: RecoveredPool): PoolInit {
-    return {
-      ref: meta.ref,
-      id: p.id,
-      itemIds: p.itemIds,
-      itemCount: p.itemIds.length,
-      weights: p.weights,
-      quantities: p.quantities,
-      drawn: p.drawn,
-      lastRequestId: p.lastRequestId,
-    };
-  }
-
-  async #startAll(state: RecoveredState, baseSeqs: number[] | undefined): Promise<void> {
-    const inits: PoolInit[][] = this.#shards.map(() => []);
-    for (const p of state.pools.values()) {
-      const meta = this.#pools.get(p.id)!;
-      inits[meta.shard.index]!.push(this.#poolInit(meta, p));
-    }
-    const started = await Promise.allSettled(
-      this.#shards.map((s, k) => {
-        const seq = baseSeqs?.[k] ?? 1;
-        const chain = baseSeqs === undefined ? null : { seq, files: [seq], at: new Map(inits[k]!.map((p) => [p.id, seq])) };
-        return s.start(this.#config(k, seq, chain), inits[k]!);
-      }),
-    );
-    const failed = started.find((r) => r.status === 'rejected');
-    if (failed) {
-      await Promise.all(this.#shards.map((s) => s.worker?.terminate()));
-      throw (failed as PromiseRejectedResult).reason;
-    }
-  }
-
-  #register(id: string, itemIds: readonly string[], ready: boolean): PoolMeta {
-    const k = shardOf(id, this.#shards.length);
-    const meta = new PoolMeta(id, this.#nextRef[k]!++, this.#shards[k]!, itemIds, ready);
-    this.#pools.set(id, meta);
-    return meta;
-  }
-
-  #writeSnapshot(job: SnapshotJob): Promise<void> {
-    this.#snapshotPool ??= new Piscina({ filename: workerEntry('snapshot-task'), minThreads: 0, maxThreads: 1, idleTimeout: 1000 });
-    const transfer: ArrayBuffer[] = [];
-    for (const p of job.body.pools) for (const a of [p.weights, p.quantities, p.drawn]) if (a instanceof Float64Array) transfer.push(a.buffer as ArrayBuffer);
-    const task = { dir: this.#opts.dir!, body: job.body, retention: job.retention, archive: this.#opts.archive };
-    const run = this.#snapshotPool.run(task, { transferList: transfer }).then((r: { error?: WireError }) => {
-      if (r.error) throw errorFromWire(r.error);
-    });
-    const shard = job.body.shard;
-    this.#snapshotsInFlight.set(shard, run.catch(() => {}));
-    return run.catch((err: unknown) => {
-      this.emit('snapshotError', { shard, error: err });
-      throw err;
-    });
-  }
-
-  #onShardExit(shard: ShardClient, err: EngineError): void {
-    const k = shard.index;
-    this.emit('shardExit', { shard: k, error: err });
-    if (this.#opts.wal === 'none' || this.#closed || this.#restarts[k]! >= kMaxRestartsPerShard) return;
-    this.#restarts[k]!++;
-    Atomics.add(shardBlock(this.#metricsSab, k), kRestartsIndex, 1n);
-    void this.#restartShard(shard).catch((restartErr: unknown) => {
-      this.emit('shardExit', { shard: k, error: restartErr });
-    });
-  }
-
-  /** Recover one shard from its snapshot and WAL and start a new worker for it. */
-  async #restartShard(shard: ShardClient): Promise<void> {
-    const k = shard.index;
-    await this.#snapshotsInFlight.get(k);
-    const state = await recoverDir(this.#opts.dir!, { replayThreads: 1, onlyShard: k });
-    const inits: PoolInit[] = [];
-    for (const p of state.pools.values()) {
-      let meta = this.#pools.get(p.id);
-      // Logged, but its creation never reached the caller: it exists, so list it.
-      if (meta === undefined) meta = this.#register(p.id, p.itemIds, true);
-      meta.ready = true;
-      inits.push(this.#poolInit(meta, p));
-    }
-    const base: LoadedSnapshot | undefined = state.bases.get(k);
-    const chain = base ? { seq: base.coversBelow, files: base.files, at: new Map(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;
-    if (this.#closed) return;
-    await shard.start(this.#config(k, state.nextSeq.get(k) ?? 1, chain), inits);
-    this.emit('shardRestart', { shard: k, threadId: shard.threadId });
+  static #is(value: unknown): value is DrawEngine {
+    return typeof value === 'object' && value !== null && #opts in value;
   }
 
   /** Number of shard threads. */
@@ -264,30 +127,21 @@ export class DrawEngine extends EventEmitter {
     return this.#opts;
   }
 
-  #closedError(): EngineError {
-    return new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed');
-  }
-
-  #meta(poolId: unknown): PoolMeta | undefined {
-    return typeof poolId === 'string' ? this.#pools.get(poolId) : undefined;
-  }
-
-  /** Why poolId names no pool: not a valid id at all, or no such pool. */
-  #missing(poolId: unknown): Promise<never> {
+  /** The pool, or the rejection that says why there is none (closed engine, bad id, unknown id). */
+  #route(poolId: unknown): PoolMeta | Promise<never> {
+    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
+    const meta = this.#pools.get(poolId);
+    if (meta !== undefined) return meta;
     if (!isValidId(poolId)) {
       return Promise.reject(new EngineError('ERR_INVALID_ARGUMENT', `poolId must be ${kIdRule}, got ${show(poolId)}`, { details: { poolId } }));
     }
     return Promise.reject(new EngineError('ERR_UNKNOWN_POOL', `no pool with id ${show(poolId)}`, { details: { poolId } }));
   }
 
-  static #is(value: unknown): value is DrawEngine {
-    return typeof value === 'object' && value !== null && #opts in value;
-  }
-
   /** Create a pool; it is logged before the promise resolves. */
   createPool(poolId: string, items: ItemSpec[]): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('createPool'));
-    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
     let catalog: ItemSpec[];
     try {
       checkPoolId(poolId);
@@ -298,17 +152,17 @@ export class DrawEngine extends EventEmitter {
     if (this.#pools.has(poolId)) {
       return Promise.reject(new EngineError('ERR_POOL_EXISTS', `pool ${show(poolId)} already exists`, { details: { poolId } }));
     }
-    const meta = this.#register(
+    const meta = this.#pools.register(
       poolId,
       catalog.map((i) => i.id),
       false,
     );
-    return meta.shard.control<null>(kOpCreate, meta, { type: 'create', id: poolId, items: catalog }).then(
+    return this.#shards[meta.shard]!.control<null>(kOpCreate, meta, { type: 'create', id: poolId, items: catalog }).then(
       () => {
         meta.ready = true;
       },
       (err: unknown) => {
-        if (this.#pools.get(poolId) === meta && !meta.ready) this.#pools.delete(poolId);
+        this.#pools.unregister(meta);
         throw err;
       },
     );
@@ -317,18 +171,16 @@ export class DrawEngine extends EventEmitter {
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
   draw(poolId: string): Promise<DrawResult> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('draw'));
-    if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#meta(poolId);
-    if (meta === undefined) return this.#missing(poolId);
-    return meta.shard.draw(meta);
+    const meta = this.#route(poolId);
+    if (meta instanceof Promise) return meta;
+    return this.#shards[meta.shard]!.draw(meta);
   }
 
-  /** `count` draws in one call: a DrawBatch with consecutive request ids. */
+  /** `count` draws in one call (1 .. 2^24): a DrawBatch with consecutive request ids. */
   drawMany(poolId: string, count: number): Promise<DrawBatch> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('drawMany'));
-    if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#meta(poolId);
-    if (meta === undefined) return this.#missing(poolId);
+    const meta = this.#route(poolId);
+    if (meta instanceof Promise) return meta;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
       return Promise.reject(
         new EngineError('ERR_INVALID_ARGUMENT', `drawMany(${show(poolId)}): count must be an integer from 1 to ${kMaxDrawMany}, got ${show(count)}`, {
@@ -336,20 +188,17 @@ export class DrawEngine extends EventEmitter {
         }),
       );
     }
-    return meta.shard.drawMany(meta, count);
+    return this.#shards[meta.shard]!.drawMany(meta, count);
   }
 
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */
   updateItem(poolId: string, itemId: string, patch: ItemPatch): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('updateItem'));
-    if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#meta(poolId);
-    if (meta === undefined) return this.#missing(poolId);
+    const meta = this.#route(poolId);
+    if (meta instanceof Promise) return meta;
     const itemIndex = typeof itemId === 'string' ? meta.itemIndex.get(itemId) : undefined;
     if (itemIndex === undefined) {
-      return Promise.reject(
-        new EngineError('ERR_UNKNOWN_ITEM', `pool ${show(poolId)} has no item ${show(itemId)}`, { details: { poolId, itemId } }),
-      );
+      return Promise.reject(new EngineError('ERR_UNKNOWN_ITEM', `pool ${show(poolId)} has no item ${show(itemId)}`, { details: { poolId, itemId } }));
     }
     let checked: { weight: number; quantity: number };
     try {
@@ -357,28 +206,22 @@ export class DrawEngine extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return meta.shard.control<null>(kOpUpdate, meta, { type: 'update', itemIndex, weight: checked.weight, quantity: checked.quantity }).then(() => undefined);
+    const update = { type: 'update', itemIndex, weight: checked.weight, quantity: checked.quantity } as const;
+    return this.#shards[meta.shard]!.control<null>(kOpUpdate, meta, update).then(() => undefined);
   }
 
   /** The pool's state, read in order with its draws. */
   pool(poolId: string): Promise<PoolState> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('pool'));
-    if (this.#closed) return Promise.reject(this.#closedError());
-    const meta = this.#meta(poolId);
-    if (meta === undefined) return this.#missing(poolId);
-    return meta.shard.control<PoolStateReply>(kOpState, meta, { type: 'state' }).then((s) => ({
-      id: meta.id,
-      lastRequestId: s.lastRequestId,
-      items: meta.items.map((id, i) => ({ id, weight: s.weights[i]!, quantity: s.quantities[i]!, drawn: s.drawn[i]! })),
-    }));
+    const meta = this.#route(poolId);
+    if (meta instanceof Promise) return meta;
+    return this.#shards[meta.shard]!.control<PoolStateReply>(kOpState, meta, { type: 'state' }).then(toPoolState);
   }
 
   /** Ids of every created pool. */
   poolIds(): string[] {
     if (!DrawEngine.#is(this)) throw notAnEngine('poolIds');
-    const out: string[] = [];
-    for (const meta of this.#pools.values()) if (meta.ready) out.push(meta.id);
-    return out;
+    return this.#pools.readyIds();
   }
 
   /**
@@ -388,13 +231,12 @@ export class DrawEngine extends EventEmitter {
    */
   snapshot(): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('snapshot'));
-    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
     if (this.#opts.wal === 'none') return Promise.resolve();
     const run = (async () => {
       await Promise.all(this.#shards.map((s) => s.drained()));
       await Promise.all(this.#shards.map((s) => s.snapshot()));
     })();
-    // close() waits for these: a snapshot asked for before close() settles one way or the other.
     const settled = run.then(
       () => {},
       () => {},
@@ -410,19 +252,19 @@ export class DrawEngine extends EventEmitter {
     return readMetrics(this.#metricsSab, this.#shards.length);
   }
 
-  /** Drain in-flight work, sync, unmap, stop workers, release the lock. Idempotent. */
+  /** Drain in-flight work, settle snapshot() calls, sync, unmap, stop workers, release the lock. Idempotent. */
   close(): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('close'));
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    this.#supervisor.stop();
     this.#closing = (async () => {
       try {
         await Promise.all(this.#snapshotCalls);
         await Promise.all(this.#shards.map((s) => s.close()));
-        await Promise.all(this.#snapshotsInFlight.values());
-        await this.#snapshotPool?.close();
+        await this.#snapshots?.close();
       } finally {
-        this.#releaseLock();
+        this.#release();
         this.emit('close');
       }
     })();

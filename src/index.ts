@@ -1,7 +1,8 @@
-export { DrawEngine, type PoolState, type PoolItemState } from './engine.js';
+export { DrawEngine, kMaxDrawMany } from './engine.js';
+export type { PoolState, PoolItemState } from './pool-state.js';
 export { DrawBatch } from './draw-batch.js';
 export { EngineError, codes as errorCodes, type ErrorCode } from './errors.js';
-export type { DrawResult } from './coordinator/shard-client.js';
+export type { DrawResult } from './coordinator/batcher.js';
 export type { DrawEngineOptions, WalMode, SyncMode } from './options.js';
 export type { ItemSpec, ItemPatch } from './catalog.js';
 export type { EngineMetrics, ShardMetrics } from './metrics.js';

@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { ItemSpec } from './catalog.js';
 import type { WireError } from './errors.js';
+import type { PoolData } from './pool-state.js';
 import type { SyncMode, WalMode } from './options.js';
 import type { SnapshotBody } from './snapshot/format.js';
 import type { RetentionPlan } from './snapshot/retention.js';
@@ -18,15 +19,9 @@ export const kOpUpdate = 3;
 export const kOpState = 4;
 export const kOpStride = 4;
 
-export interface PoolInit {
+/** A pool handed to a shard at start: its state and its ref in that shard. */
+export interface PoolInit extends PoolData {
   ref: number;
-  id: string;
-  itemIds: string[];
-  itemCount: number;
-  weights: number[];
-  quantities: number[];
-  drawn: number[];
-  lastRequestId: number;
 }
 
 export interface ShardConfig {
@@ -142,12 +137,8 @@ export interface BatchMessage {
   controls: Control[];
 }
 
-export interface PoolStateReply {
-  lastRequestId: number;
-  weights: Float64Array;
-  quantities: Float64Array;
-  drawn: Float64Array;
-}
+/** The pool's state, read in order with its draws (typed-array copies, transferred). */
+export type PoolStateReply = PoolData<Float64Array>;
 
 export interface BatchReply {
   type: 'done';

@@ -1,7 +1,7 @@
 import { closeSync, fdatasyncSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
-import { workerEntry } from '../coordinator/worker-path.js';
+import { workerEntry } from '../worker-path.js';
 import { EngineError, errorFromWire, messageOf, storageError, type WireError } from '../errors.js';
 import { loadNewestSnapshot, listSnapshots, type LoadedSnapshot } from '../snapshot/chain.js';
 import { readHeader, kHeaderBytes } from '../wal/format.js';
@@ -9,7 +9,8 @@ import { SegmentSource } from '../wal/segment-source.js';
 import { listSegments, listShardDirs, readFileHead, segmentFileName, shardDirName } from '../wal/segment-files.js';
 import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
 import { chooseSnapshotSet, planReplay, type Peek, type SegmentPeek, type ShardListing } from './plan.js';
-import { applySpan, type RecoveredPool } from './pool-state.js';
+import type { PoolData } from '../pool-state.js';
+import { applySpan } from './fold.js';
 import { mergeSpan, newSpanSummary } from './summary.js';
 
 /** What open() recovered; available as `engine.recovery`. */
@@ -42,7 +43,7 @@ export interface RecoveryReport {
 }
 
 export interface RecoveredState {
-  pools: Map<string, RecoveredPool>;
+  pools: Map<string, PoolData>;
   maxRequestId: number;
   epoch: number;
   /** Next segment sequence number per shard directory (above every segment and snapshot). */
@@ -256,7 +257,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   const total = newSpanSummary();
   for (const d of replayed) mergeSpan(total, d.span);
 
-  const pools = new Map<string, RecoveredPool>();
+  const pools = new Map<string, PoolData>();
   let maxRequestId = total.maxRequestId;
   let epochSeen = 0;
   for (const [k, b] of choice.bases) {

@@ -95,7 +95,7 @@ export class ShardCore {
         lastRequestId: p.lastRequestId,
         weightSum: p.weights.reduce((a, b) => a + b, 0),
       };
-      this.#wal.registerPool(p.ref, p.id, p.itemCount);
+      this.#wal.registerPool(p.ref, p.id, p.itemIds.length);
       this.#maxRequestId = Math.max(this.#maxRequestId, p.lastRequestId);
     }
     this.#maxRequestId = Math.max(this.#maxRequestId, config.maxRequestId);
@@ -230,7 +230,7 @@ export class ShardCore {
     }
     if (kind === kOpState && control.type === 'state') {
       const sel = pool.selector;
-      return { lastRequestId: pool.lastRequestId, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice() };
+      return { id: pool.id, itemIds: pool.itemIds, lastRequestId: pool.lastRequestId, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice() };
     }
     return new EngineError('ERR_SHARD_FAILED', `protocol: op kind ${kind} does not match control ${control.type}`);
   }

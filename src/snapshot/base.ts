@@ -1,8 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { storageError } from '../errors.js';
-import type { RecoveredPool } from '../recovery/pool-state.js';
-import { fsyncDir, shardDirName } from '../wal/segment-files.js';
+import type { PoolData } from '../pool-state.js';
+import { fsyncDir } from '../wal/segment-files.js';
 import { writeSnapshotFile } from './format.js';
 import { applyRetention, retireShardDir } from './retention.js';
 
@@ -12,22 +9,10 @@ import { applyRetention, retireShardDir } from './retention.js';
  * past this open, and a different shard count starts from a clean per-shard state. Only once
  * every one of them is durable is older data removed.
  */
-export function writeBaseSnapshots(
-  dir: string,
-  epoch: number,
-  poolsByShard: RecoveredPool[][],
-  nextSeq: Map<number, number>,
-  maxRequestId: number,
-): number[] {
+export function writeBaseSnapshots(dir: string, epoch: number, poolsByShard: PoolData[][], seqs: number[], maxRequestId: number): void {
   const shards = poolsByShard.length;
-  const seqs: number[] = [];
   for (let k = 0; k < shards; k++) {
-    const seq = nextSeq.get(k) ?? 1;
-    try {
-      mkdirSync(join(dir, shardDirName(k)), { recursive: true });
-    } catch (err) {
-      throw storageError(err, `cannot create ${join(dir, shardDirName(k))}`);
-    }
+    const seq = seqs[k]!;
     const pools = poolsByShard[k]!;
     writeSnapshotFile(dir, {
       epoch,
@@ -40,10 +25,8 @@ export function writeBaseSnapshots(
       manifest: { poolIds: pools.map((p) => p.id), at: pools.map(() => seq) },
       pools,
     });
-    seqs.push(seq);
   }
   fsyncDir(dir);
-  return seqs;
 }
 
 /** After the base snapshots: drop everything they cover, in every shard directory. */

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { RecoveredPool } from '../recovery/pool-state.js';
+import { plainPoolData, type PoolData } from '../pool-state.js';
 import { listSeqFiles, shardDirName } from '../wal/segment-files.js';
 import { readSnapshotFile, snapshotFileName, type SnapshotBody } from './format.js';
 
@@ -16,7 +16,7 @@ export interface LoadedSnapshot {
   /** Seq of the snapshot used: WAL segments below it are covered. */
   coversBelow: number;
   maxRequestId: number;
-  pools: Map<string, RecoveredPool>;
+  pools: Map<string, PoolData>;
   manifest: { poolIds: string[]; at: number[] };
   /** Every snapshot file the state was read from (the chain). */
   files: number[];
@@ -60,7 +60,7 @@ export function loadNewestSnapshot(dir: string, shard: number, maxEpoch = Infini
       continue;
     }
     if (head.epoch > maxEpoch) continue; // an incomplete later set, passed over by the caller
-    const pools = new Map<string, RecoveredPool>();
+    const pools = new Map<string, PoolData>();
     const files = new Set<number>([seq]);
     let bad: string | undefined;
     const { poolIds, at } = head.manifest;
@@ -81,14 +81,7 @@ export function loadNewestSnapshot(dir: string, shard: number, maxEpoch = Infini
         bad = `chain file ${snapshotFileName(holder)} does not hold pool ${JSON.stringify(poolIds[p])}`;
         break;
       }
-      pools.set(pool.id, {
-        id: pool.id,
-        itemIds: pool.itemIds.slice(),
-        weights: Array.from(pool.weights),
-        quantities: Array.from(pool.quantities),
-        drawn: Array.from(pool.drawn),
-        lastRequestId: pool.lastRequestId,
-      });
+      pools.set(pool.id, plainPoolData(pool));
     }
     if (bad !== undefined) {
       fallbacks.push({ file, reason: bad });

@@ -3,6 +3,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs
 import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { storageError } from '../errors.js';
+import type { PoolData } from '../pool-state.js';
 import { renameDurably, shardDirName } from '../wal/segment-files.js';
 
 /*
@@ -20,14 +21,8 @@ export const kSnapMagic = 0x4e53_5052; // "RPSN"
 export const kSnapVersion = 1;
 export const kSnapHeaderBytes = 44;
 
-export interface SnapshotPool {
-  id: string;
-  itemIds: string[];
-  weights: number[] | Float64Array;
-  quantities: number[] | Float64Array;
-  drawn: number[] | Float64Array;
-  lastRequestId: number;
-}
+/** A pool in a snapshot: typed-array copies from the shard, plain arrays once read back. */
+export type SnapshotPool = PoolData<number[] | Float64Array>;
 
 export interface SnapshotBody {
   epoch: number;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { ItemSpec } from '../../src/catalog.js';
 import { EngineError } from '../../src/errors.js';
 import { Sfc32 } from '../../src/prng.js';
-import { applySpan, type RecoveredPool } from '../../src/recovery/pool-state.js';
+import { applySpan, type RecoveredPool } from '../../src/recovery/fold.js';
 import { mergeSpan, newSpanSummary, SegmentSummarizer, type SpanSummary } from '../../src/recovery/summary.js';
 import { kEmptyDraw, WeightedSelector } from '../../src/selector.js';
 import {

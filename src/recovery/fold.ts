@@ -1,23 +1,13 @@
 import { EngineError } from '../errors.js';
+import type { PoolData } from '../pool-state.js';
 import type { PoolSummary, SpanSummary } from './summary.js';
-
-/** One pool's full state as recovery hands it to a shard. */
-export interface RecoveredPool {
-  id: string;
-  itemIds: string[];
-  weights: number[];
-  /** -1 = unlimited. */
-  quantities: number[];
-  drawn: number[];
-  lastRequestId: number;
-}
 
 function fail(s: PoolSummary, why: string): never {
   throw new EngineError('ERR_CORRUPT_WAL', `pool ${JSON.stringify(s.poolId)}: ${why}`, { details: { poolId: s.poolId, reason: why } });
 }
 
 /** Apply a folded span of WAL history on top of `pools` (from a snapshot, or empty). */
-export function applySpan(pools: Map<string, RecoveredPool>, span: SpanSummary): void {
+export function applySpan(pools: Map<string, PoolData>, span: SpanSummary): void {
   for (const s of span.pools.values()) {
     let p = pools.get(s.poolId);
     if (p === undefined) {

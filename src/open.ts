@@ -1,0 +1,50 @@
+import { shardOf } from './hash.js';
+import { acquireDirLock } from './lock.js';
+import type { FilledOptions } from './options.js';
+import type { PoolData } from './pool-state.js';
+import { emptyReport, recoverDir, type RecoveredState } from './recovery/recover.js';
+import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
+import { createFirstSegments } from './wal/segment-files.js';
+
+/** A data directory ready for the shards of a new run. */
+export interface PreparedDir {
+  state: RecoveredState;
+  /** Recovered pools by the shard they live in under this run's shard count. */
+  poolsByShard: PoolData[][];
+  /** Seq of each shard's open-time snapshot and first segment; undefined with wal 'none'. */
+  baseSeqs: number[] | undefined;
+  release(): void;
+}
+
+/**
+ * Everything open() does before shards start, as named steps: lock the directory, recover it,
+ * create each shard's first segment of the new run, write the snapshots that point at them
+ * (new epoch, new layout), retire what they cover. Each step leaves a state the next open
+ * recovers from, whatever moment a crash picks.
+ */
+export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
+  if (opts.wal === 'none') {
+    const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), report: emptyReport(undefined) };
+    return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
+  }
+  const dir = opts.dir!;
+  const release = acquireDirLock(dir);
+  try {
+    const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
+    const poolsByShard = groupByShard(state.pools.values(), opts.shards);
+    const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
+    createFirstSegments(dir, state.epoch, baseSeqs, opts.segmentBytes);
+    writeBaseSnapshots(dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId);
+    retireCoveredByBase(dir, baseSeqs, state.shardDirs, opts.archive);
+    return { state, poolsByShard, baseSeqs, release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+function groupByShard(pools: Iterable<PoolData>, shards: number): PoolData[][] {
+  const out: PoolData[][] = Array.from({ length: shards }, () => []);
+  for (const p of pools) out[shardOf(p.id, shards)]!.push(p);
+  return out;
+}
