@@ -55,11 +55,6 @@ static int find(int err) {
   return -1;
 }
 
-const char *rpe_errno_name(int err) {
-  int i = find(err);
-  return i < 0 ? NULL : kErrnos[i].name;
-}
-
 /* Sets obj[key] = value; failures here only lose a property, never the error being thrown. */
 static void set_prop(napi_env env, napi_value obj, const char *key, napi_value value) {
   if (value != NULL) napi_set_named_property(env, obj, key, value);
@@ -68,11 +63,12 @@ static void set_prop(napi_env env, napi_value obj, const char *key, napi_value v
 void rpe_throw_errno(napi_env env, int err, const char *syscall) {
   int i = find(err);
   char unknown[48];
-  const char *name = i < 0 ? "UNKNOWN" : kErrnos[i].name;
-  const char *text = kErrnos[i < 0 ? 0 : i].message;
-  if (i < 0) {
+  const char *name = "UNKNOWN", *text = unknown;
+  if (i >= 0) {
+    name = kErrnos[i].name;
+    text = kErrnos[i].message;
+  } else {
     snprintf(unknown, sizeof unknown, "unknown error %d", err);
-    text = unknown;
   }
   char message[160];
   snprintf(message, sizeof message, "%s: %s, %s", name, text, syscall);

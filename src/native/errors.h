@@ -37,7 +37,4 @@ void rpe_throw_type(napi_env env, const char *code, const char *fmt, ...)
 /* RangeError with code ERR_OUT_OF_RANGE; printf-style message. */
 void rpe_throw_range(napi_env env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The errno name ("ENOSPC"), or NULL when not in our table. */
-const char *rpe_errno_name(int err);
-
 #endif

@@ -31,9 +31,9 @@ static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   }
 
   /*
-   * The filesystem has no fallocate (e.g. some network or FUSE mounts): glibc's
-   * posix_fallocate writes one byte per block instead. It returns the error number and
-   * leaves errno alone.
+   * The filesystem has no fallocate (ext2/ext3 files without extents, some network or FUSE
+   * mounts): glibc's posix_fallocate writes one byte per block instead. It returns the error
+   * number and leaves errno alone.
    */
   do rc = posix_fallocate(fd, (off_t)offset, (off_t)length);
   while (rc == EINTR);

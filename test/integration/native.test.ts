@@ -1,12 +1,13 @@
 /**
  * The rpe_native addon (src/native/*.c) through its compiled loader: flock between open file
  * descriptions and processes, mmap/msync/madvise/munmap, fallocate (real blocks; ENOSPC on a
- * full tmpfs), loading inside a worker thread, and coded errors for bad arguments.
+ * full tmpfs; the posix_fallocate fallback on ext2), loading inside a worker thread, and coded
+ * errors for bad arguments.
  */
 import { execFileSync, fork } from 'node:child_process';
 import { closeSync, copyFileSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
@@ -20,7 +21,7 @@ const native = nativeBinding();
 const page = native.PAGESIZE;
 const RW = native.PROT_READ | native.PROT_WRITE;
 
-/** Descriptors opened by a test are closed after it (their flocks and mappings go with them). */
+/** Descriptors opened by a test are closed after it (and their flocks released with them). */
 const fds: number[] = [];
 afterEach(() => {
   for (const fd of fds.splice(0)) closeSync(fd);
@@ -307,8 +308,45 @@ describe('fallocate', () => {
     expect(readFileSync(path, 'utf8')).toBe('keep me');
   });
 
+  // Mounting needs root (true here and in CI); errors.test.ts shows the unshare route otherwise.
+  const isRoot = process.getuid?.() === 0;
+
+  it.skipIf(!isRoot)('falls back to posix_fallocate where the filesystem has none (ext2 on a loop device)', (ctx) => {
+    const dir = tmpDir('ext2');
+    const img = join(dir, 'img');
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    try {
+      execFileSync('truncate', ['-s', '8M', img]);
+      execFileSync('mkfs.ext2', ['-q', '-F', img], { stdio: 'ignore' });
+      execFileSync('mount', ['-o', 'loop', img, mnt], { stdio: 'ignore' });
+    } catch {
+      ctx.skip('no mkfs.ext2 or no loop device here');
+    }
+    const fd = openSync(join(mnt, 'seg'), 'w+');
+    try {
+      // ext2 files have no extents: fallocate(2) says EOPNOTSUPP, glibc writes a byte per block.
+      native.fallocate(fd, 0, MiB + 5);
+      const st = fstatSync(fd);
+      expect(st.size).toBe(MiB + 5);
+      expect(st.blocks * 512).toBeGreaterThanOrEqual(MiB + 5);
+      expect(thrown(() => native.fallocate(fd, 0, 64 * MiB))).toMatchObject({
+        code: 'ENOSPC',
+        errno: -28,
+        syscall: 'posix_fallocate',
+        message: 'ENOSPC: no space left on device, posix_fallocate',
+      });
+    } finally {
+      closeSync(fd);
+      try {
+        execFileSync('umount', [mnt], { stdio: 'ignore' });
+      } catch {
+        execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+      }
+    }
+  });
+
   describe('on a full tmpfs', () => {
-    const isRoot = process.getuid?.() === 0;
     let mnt = '';
     afterAll(() => {
       if (!mnt) return;
@@ -319,7 +357,6 @@ describe('fallocate', () => {
       }
     });
 
-    // Mounting needs root (true here and in CI); errors.test.ts shows the unshare route otherwise.
     it.skipIf(!isRoot)('ENOSPC comes out as code ENOSPC; the failed call leaves the size alone', () => {
       mnt = tmpDir('tmpfs');
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
