@@ -1,81 +1,100 @@
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { EngineError, storageError } from './errors.js';
+import { EngineError, messageOf, storageError } from './errors.js';
+import { nativeBinding, nativeLoadError } from './native/index.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Take dir/LOCK (O_EXCL create holding our pid). A lock whose pid is no longer alive was left
- * by a crashed process and is taken over. Returns the release function.
+/*
+ * One engine per data directory, enforced by the kernel. The lock is flock(LOCK_EX | LOCK_NB)
+ * on dir/LOCK, held on an open descriptor for the engine's life: the kernel drops it when the
+ * process dies, so there is nothing stale to take over and pid reuse does not matter. The
+ * file itself is never deleted (deleting a locked file lets a second opener lock a new inode
+ * while the first still holds the old one); the pid written in it is for humans only.
+ *
+ * Without the native addon (no prebuild fits and no compiler), the lock falls back to a Unix
+ * socket in Linux's abstract namespace named after the directory's device and inode: the
+ * kernel also releases it when the process dies, but it is only seen by processes in the same
+ * network namespace (flock covers every process on the machine that sees the file).
  */
-export function acquireDirLock(dir: string): () => void {
+
+/** Releases the lock; idempotent. */
+export type ReleaseLock = () => void;
+
+function createDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
     const full = storageError(err, `options.dir ${JSON.stringify(dir)} cannot be created`);
     if (full.code === 'ERR_DISK_FULL') throw full;
-    throw new EngineError('ERR_INVALID_CONFIG', `options.dir ${JSON.stringify(dir)} cannot be created: ${(err as Error).message}`, {
+    throw new EngineError('ERR_INVALID_CONFIG', `options.dir ${JSON.stringify(dir)} cannot be created: ${messageOf(err)}`, {
       cause: err,
       details: { option: 'dir', value: dir },
     });
   }
-  const path = join(dir, 'LOCK');
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'wx');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError(err, `cannot create ${path}`);
-      let owner = NaN;
-      try {
-        owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
-      } catch {
-        // vanished between open and read: try again
-      }
-      if (Number.isSafeInteger(owner) && owner > 0 && alive(owner)) {
-        throw new EngineError('ERR_DIR_LOCKED', `${dir} is locked by process ${owner}${owner === process.pid ? ' (this process: another engine is open on it)' : ''}`, {
-          details: { dir, pid: owner },
-        });
-      }
-      // Dead owner (or an empty lock from a crash while writing it): take it over.
-      try {
-        unlinkSync(path);
-      } catch {
-        // someone else removed it first
-      }
-      continue;
-    }
-    try {
-      writeSync(fd, String(process.pid));
-      fsyncSync(fd);
-    } catch (err) {
-      closeSync(fd);
-      try {
-        unlinkSync(path);
-      } catch {
-        // already gone
-      }
-      throw storageError(err, `cannot write ${path}`);
-    }
-    closeSync(fd);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      try {
-        if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
-      } catch {
-        // already gone
-      }
-    };
+}
+
+function locked(dir: string, path: string): EngineError {
+  let owner = '';
+  try {
+    owner = readFileSync(path, 'utf8').trim();
+  } catch {
+    // unreadable: say less
   }
-  throw new EngineError('ERR_DIR_LOCKED', `${dir}: could not take the lock after 3 attempts`, { details: { dir } });
+  const pid = /^\d+$/.test(owner) ? Number(owner) : undefined;
+  const who = pid === undefined ? 'another engine' : pid === process.pid ? `another engine in this process (${pid})` : `process ${pid}`;
+  return new EngineError('ERR_DIR_LOCKED', `${dir} is locked by ${who}`, { details: { dir, pid } });
+}
+
+/** Take dir/LOCK for this engine; throws ERR_DIR_LOCKED when another engine holds it. */
+export async function acquireDirLock(dir: string): Promise<ReleaseLock> {
+  createDir(dir);
+  const path = join(dir, 'LOCK');
+  let fd: number;
+  try {
+    fd = openSync(path, 'a+'); // never truncated before we own it: the owner's pid stays readable
+  } catch (err) {
+    throw storageError(err, `cannot open ${path}`);
+  }
+  let fallback: Server | undefined;
+  try {
+    if (nativeLoadError() === undefined) {
+      const native = nativeBinding();
+      if (!native.flock(fd, native.LOCK_EX | native.LOCK_NB)) throw locked(dir, path);
+    } else {
+      fallback = await abstractSocketLock(dir, path);
+    }
+  } catch (err) {
+    closeSync(fd);
+    fallback?.close();
+    if (err instanceof EngineError) throw err;
+    throw storageError(err, `cannot lock ${path}`);
+  }
+  try {
+    // For humans only (ls, cat): a full disk must not stop the engine from opening here.
+    ftruncateSync(fd, 0);
+    writeSync(fd, String(process.pid));
+  } catch {
+    // the lock is held all the same
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    fallback?.close();
+    closeSync(fd); // drops the flock
+  };
+}
+
+/** The fallback lock: listen on an abstract Unix socket named after the directory. */
+function abstractSocketLock(dir: string, path: string): Promise<Server> {
+  const st = statSync(dir);
+  const name = `\0reward-pool-engine/lock/${st.dev}:${st.ino}`;
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? locked(dir, path) : err));
+    server.listen(name, () => {
+      server.unref(); // the lock never keeps the process alive
+      resolve(server);
+    });
+  });
 }

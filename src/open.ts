@@ -28,7 +28,7 @@ export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
   }
   const dir = opts.dir!;
-  const release = acquireDirLock(dir);
+  const release = await acquireDirLock(dir);
   try {
     const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);

@@ -4,9 +4,12 @@
  * records, snapshots, hashes) are read with ./wal-files.ts.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect } from 'vitest';
 import { DrawEngine, EngineError } from '../../dist/src/index.js';
+import { nativeBinding } from '../../dist/src/native/index.js';
 import type { DrawEngineOptions, ErrorCode, PoolState } from '../../dist/src/index.js';
 
 export { DrawEngine, EngineError };
@@ -14,6 +17,8 @@ export type { PoolState };
 
 /** Pool states by id, as allStates returns them. */
 export type States = Record<string, PoolState>;
+
+const native = nativeBinding();
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -82,6 +87,19 @@ export async function expectCode(promise: Promise<unknown>, code: ErrorCode, ...
   expect(e.code, e.message).toBe(code);
   for (const s of contains) expect(e.message).toContain(s);
   return e;
+}
+
+/**
+ * The directory's LOCK is free: its flock can be taken (and is given back at once). The file
+ * itself stays after close: it is never deleted, only unlocked.
+ */
+export function expectUnlocked(dir: string): void {
+  const fd = openSync(join(dir, 'LOCK'), 'r');
+  try {
+    expect(native.flock(fd, native.LOCK_EX | native.LOCK_NB), `${dir}/LOCK is still held`).toBe(true);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Every pool's state, by id (ids sorted, so two snapshots compare with toEqual). */

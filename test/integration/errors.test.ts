@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { tmpDir } from '../helpers/tmp.js';
 import {
   allStates,
+  expectUnlocked,
   collect,
   DrawEngine,
   EngineError,
@@ -308,23 +309,34 @@ describe('ERR_DIR_LOCKED', () => {
     expect(engine.poolIds()).toEqual([]);
   });
 
-  it('a LOCK left by a dead process (or empty, or garbage) is taken over; data is recovered', async () => {
+  it('a LOCK file left by a dead process (its pid, empty, garbage) does not block: the kernel dropped its lock', async () => {
     const { engine, dir } = await openWithPool();
     const state = await allStates(engine);
     await engine.close();
-    expect(existsSync(join(dir, 'LOCK'))).toBe(false);
+    expectUnlocked(dir);
 
     const dead = spawnChild(process.execPath, ['-e', '']);
     await collect(dead);
     expect(dead.pid).toBeGreaterThan(0);
-    for (const content of [String(dead.pid), '', 'garbage']) {
+    for (const content of [String(dead.pid), '', 'garbage', String(process.pid)]) {
       writeFileSync(join(dir, 'LOCK'), content);
       const e = await openEngine({ dir, shards: 2, segmentBytes: 256 * KiB });
       expect(readFileSync(join(dir, 'LOCK'), 'utf8')).toBe(String(process.pid));
       expect(await allStates(e)).toEqual(state);
       await e.close();
-      expect(existsSync(join(dir, 'LOCK'))).toBe(false);
+      expectUnlocked(dir);
     }
+  });
+
+  it('a holder killed with SIGKILL leaves no lock behind', async () => {
+    const dir = tmpDir('locked-killed');
+    const child = forkHolder(dir);
+    expect((await nextMessage(child)).type).toBe('opened');
+    await expectCode(DrawEngine.open({ dir, shards: 1 }), 'ERR_DIR_LOCKED', String(child.pid));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const engine = await openEngine({ dir, shards: 1, segmentBytes: 64 * KiB });
+    expect(engine.poolIds()).toEqual([]);
   });
 });
 
@@ -460,7 +472,7 @@ describe('ERR_DISK_FULL (real full tmpfs)', () => {
       fill(mnt, 256 * KiB);
       const dir = join(mnt, 'eng');
       await expectCode(DrawEngine.open({ dir, shards: 2, segmentBytes: 1 * MiB }), 'ERR_DISK_FULL', 'segment', dir);
-      expect(existsSync(join(dir, 'LOCK'))).toBe(false);
+      expectUnlocked(dir);
       rmSync(join(mnt, 'filler'));
       const engine = await openEngine({ dir, shards: 2, segmentBytes: 1 * MiB });
       await engine.createPool('ok', CATALOG);

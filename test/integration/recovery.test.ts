@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { tmpDir } from '../helpers/tmp.js';
 import {
   allStates,
+  expectUnlocked,
   bigCatalog,
   expectCode,
   KiB,
@@ -425,7 +426,7 @@ describe.each(['mmap', 'file'] as Wal[])('snapshots, wal %s', (wal) => {
     expect(err.details).toBeDefined();
     // The lock was released and nothing was repaired or removed: the same answer again.
     expect(listing()).toEqual(files);
-    expect(existsSync(join(dir, 'LOCK'))).toBe(false);
+    expectUnlocked(dir);
     await expectCode(DrawEngine.open({ dir, shards: 2, wal }), 'ERR_CORRUPT_SNAPSHOT');
   });
 
