@@ -31,6 +31,18 @@ function notAnEngine(method: string): EngineError {
   });
 }
 
+/** The events a DrawEngine emits, with their arguments. */
+export interface DrawEngineEvents {
+  /** A shard worker died; its calls in flight were rejected with ERR_SHARD_FAILED. */
+  shardExit: [{ shard: number; error: unknown }];
+  /** A shard is back after a restart, on a new thread. */
+  shardRestart: [{ shard: number; threadId: number }];
+  /** A snapshot could not be written (the WAL still holds everything; the next one retries). */
+  snapshotError: [{ shard: number; error: unknown }];
+  /** close() has finished. */
+  close: [];
+}
+
 /**
  * The coordinator. It validates, routes each pool to its shard by a stable hash and batches
  * calls per shard; it holds no pool state (no weights, no quantities), only where each pool
@@ -40,7 +52,7 @@ function notAnEngine(method: string): EngineError {
  * once it is back, 'snapshotError' ({ shard, error }) when a snapshot could not be written
  * (the WAL still holds everything), 'close'.
  */
-export class DrawEngine extends EventEmitter {
+export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   readonly #opts: FilledOptions;
   readonly #shards: ShardClient[] = [];
   readonly #pools: PoolDirectory;
@@ -78,7 +90,7 @@ export class DrawEngine extends EventEmitter {
       directory: this.#pools,
       ids,
       snapshots: this.#snapshots,
-      emit: (event, payload) => this.emit(event, payload),
+      emit: (event, payload) => this.emit(event, payload as never),
     });
   }
 

@@ -1,4 +1,4 @@
-export { DrawEngine, kMaxDrawMany } from './engine.js';
+export { DrawEngine, kMaxDrawMany, type DrawEngineEvents } from './engine.js';
 export type { PoolState, PoolItemState } from './pool-state.js';
 export { DrawBatch } from './draw-batch.js';
 export { EngineError, codes as errorCodes, type ErrorCode } from './errors.js';

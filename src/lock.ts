@@ -11,10 +11,11 @@ import { nativeBinding, nativeLoadError } from './native/index.js';
  * file itself is never deleted (deleting a locked file lets a second opener lock a new inode
  * while the first still holds the old one); the pid written in it is for humans only.
  *
- * Without the native addon (no prebuild fits and no compiler), the lock falls back to a Unix
- * socket in Linux's abstract namespace named after the directory's device and inode: the
- * kernel also releases it when the process dies, but it is only seen by processes in the same
- * network namespace (flock covers every process on the machine that sees the file).
+ * A second lock goes with it: a Unix socket in Linux's abstract namespace named after the
+ * directory's device and inode, which the kernel also releases when the process dies. It is
+ * the whole lock where the native addon cannot load (no prebuild fits, no compiler), and keeps
+ * such a process and one with the addon apart; it is only seen within one network namespace,
+ * where flock covers every process on the machine that sees the file.
  */
 
 /** Releases the lock; idempotent. */
@@ -57,12 +58,17 @@ export async function acquireDirLock(dir: string): Promise<ReleaseLock> {
   }
   let fallback: Server | undefined;
   try {
-    if (nativeLoadError() === undefined) {
+    const flocked = nativeLoadError() === undefined;
+    if (flocked) {
       const native = nativeBinding();
       if (!native.flock(fd, native.LOCK_EX | native.LOCK_NB)) throw locked(dir, path);
-    } else {
-      fallback = await abstractSocketLock(dir, path);
     }
+    // Taken with or without flock, so that a process without the addon and one with it still
+    // keep each other out. With flock held, a socket that cannot be created is not needed.
+    fallback = await abstractSocketLock(dir, path).catch((err: unknown) => {
+      if (flocked && !(err instanceof EngineError)) return undefined;
+      throw err;
+    });
   } catch (err) {
     closeSync(fd);
     fallback?.close();

@@ -1,10 +1,14 @@
+import { EngineError } from './errors.js';
 import { shardOf } from './hash.js';
+import { nativeLoadError } from './native/index.js';
 import { acquireDirLock } from './lock.js';
 import type { FilledOptions } from './options.js';
 import type { PoolData } from './pool-state.js';
 import { emptyReport, recoverDir, type RecoveredState } from './recovery/recover.js';
 import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
-import { createFirstSegments } from './wal/segment-files.js';
+import { realStorage } from './storage/real-storage.js';
+import { createFirstSegments } from './wal/segment-create.js';
+import { firstSegmentBytes } from './wal/writer.js';
 
 /** A data directory ready for the shards of a new run. */
 export interface PreparedDir {
@@ -28,14 +32,24 @@ export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
   }
   const dir = opts.dir!;
+  const missing = opts.wal === 'mmap' ? nativeLoadError() : undefined;
+  if (missing !== undefined) {
+    throw new EngineError(
+      'ERR_INVALID_CONFIG',
+      `options.wal 'mmap' needs the native addon, which could not be loaded (${missing.message.trim()}). ` +
+        `Use wal: 'file' (pwrite + fdatasync: the same durability, no addon), or build the addon from source.`,
+      { cause: missing, details: { option: 'wal', value: 'mmap' } },
+    );
+  }
   const release = await acquireDirLock(dir);
   try {
     const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
-    createFirstSegments(dir, state.epoch, baseSeqs, opts.segmentBytes);
-    writeBaseSnapshots(dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId);
-    retireCoveredByBase(dir, baseSeqs, state.shardDirs, opts.archive);
+    const storage = realStorage;
+    createFirstSegments(storage, dir, state.epoch, baseSeqs, firstSegmentBytes(opts.segmentBytes));
+    writeBaseSnapshots(storage, dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId);
+    retireCoveredByBase(storage, dir, baseSeqs, state.shardDirs, opts.archive);
     return { state, poolsByShard, baseSeqs, release };
   } catch (err) {
     release();

@@ -10,6 +10,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { DrawEngine } from '../../src/index.js';
 import { readSnapshotFile } from '../../src/snapshot/format.js';
+import { realStorage } from '../../src/storage/real-storage.js';
 
 const poolCount = Number(process.env.RPE_POOLS ?? 10_000);
 const changedPercent = Number(process.env.RPE_CHANGED_PERCENT ?? 1);
@@ -28,7 +29,7 @@ function newestSnapshots(): { kind: string; pools: number; bytes: number }[] {
   for (const shard of readdirSync(dir).filter((n) => n.startsWith('shard-'))) {
     const snaps = readdirSync(join(dir, shard)).filter((n) => n.endsWith('.snap')).sort();
     const path = join(dir, shard, snaps.at(-1)!);
-    const body = readSnapshotFile(path);
+    const body = readSnapshotFile(realStorage, path);
     if (typeof body === 'string') throw new Error(`${path}: ${body}`);
     out.push({ kind: body.kind, pools: body.pools.length, bytes: statSync(path).size });
   }

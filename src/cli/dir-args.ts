@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { listShardDirs } from '../wal/segment-files.js';
+import { listShardDirs } from '../storage/data-dir.js';
+import { realStorage } from '../storage/real-storage.js';
 import { kExitNoData, kExitOk, kExitUsage } from './exit-codes.js';
 
 export type DirArgs = { dir: string; values: Record<string, string | boolean | undefined> };
@@ -27,9 +28,23 @@ export function parseDirArgs(command: string, usage: string, argv: string[], opt
     process.stderr.write(usage);
     return kExitUsage;
   }
-  if (!existsSync(dir) || !statSync(dir).isDirectory() || listShardDirs(dir).length === 0) {
+  if (!existsSync(dir) || !statSync(dir).isDirectory() || listShardDirs(realStorage, dir).length === 0) {
     process.stderr.write(`reward-pool-engine ${command}: ${JSON.stringify(dir)} is not a reward-pool-engine data directory (no shard-* folders)\n`);
     return kExitNoData;
   }
   return { dir, values };
+}
+
+/** A usage mistake: the command prints it with its usage and exits 2. */
+export class UsageError extends Error {}
+
+/** An integer flag within [min, max], or undefined when absent; anything else is a UsageError. */
+export function intFlag(values: DirArgs['values'], name: string, min: number, max: number): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
 }

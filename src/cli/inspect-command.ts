@@ -1,10 +1,11 @@
 import { join } from 'node:path';
-import { loadNewestSnapshot, listSnapshots } from '../snapshot/chain.js';
-import { readSnapshotFile, snapshotFileName } from '../snapshot/format.js';
+import { loadNewestSnapshot } from '../snapshot/chain.js';
+import { readSnapshotFile } from '../snapshot/format.js';
+import { listSegments, listShardDirs, listSnapshots, segmentFileName, shardDirPath, snapshotFileName } from '../storage/data-dir.js';
+import { realStorage } from '../storage/real-storage.js';
 import { kRecDraw16, kRecDraw8, kRecordTypeNames } from '../wal/format.js';
 import { scanSegment } from '../wal/reader.js';
 import { SegmentSource } from '../wal/segment-source.js';
-import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
 import { parseDirArgs } from './dir-args.js';
 import { describe, kExitCorrupt, kExitOk } from './exit-codes.js';
 
@@ -43,15 +44,16 @@ interface SnapshotInfo {
 
 export function inspectDir(dir: string): { shards: { shard: number; segments: SegmentInfo[]; snapshots: SnapshotInfo[]; recoverFrom: string }[]; ok: boolean } {
   let ok = true;
-  const shards = listShardDirs(dir).map((shard) => {
-    const shardDir = join(dir, shardDirName(shard));
-    const seqs = listSegments(shardDir);
+  const storage = realStorage;
+  const shards = listShardDirs(storage, dir).map((shard) => {
+    const shardDir = shardDirPath(dir, shard);
+    const seqs = listSegments(storage, shardDir);
     const segments = seqs.map((seq, i): SegmentInfo => {
       const file = join(shardDir, segmentFileName(seq));
       const info: SegmentInfo = { file, seq, epoch: null, bytes: 0, records: {}, draws: 0, firstRequestId: null, lastRequestId: null, verdict: 'ok', ok: true };
       let src: SegmentSource | undefined;
       try {
-        src = SegmentSource.open(file);
+        src = SegmentSource.open(storage, file);
         const scan = scanSegment(src, { file, newest: i === seqs.length - 1 }, (type, body) => {
           const name = kRecordTypeNames[type] ?? String(type);
           info.records[name] = (info.records[name] ?? 0) + 1;
@@ -75,9 +77,9 @@ export function inspectDir(dir: string): { shards: { shard: number; segments: Se
       }
       return info;
     });
-    const snapshots = listSnapshots(shardDir).map((seq): SnapshotInfo => {
+    const snapshots = listSnapshots(storage, shardDir).map((seq): SnapshotInfo => {
       const file = join(shardDir, snapshotFileName(seq));
-      const body = readSnapshotFile(file);
+      const body = readSnapshotFile(storage, file);
       if (typeof body === 'string') return { file, seq, valid: false, reason: body };
       return {
         file,
@@ -90,7 +92,7 @@ export function inspectDir(dir: string): { shards: { shard: number; segments: Se
         chain: [...new Set([...body.manifest.at, seq])].sort((a, b) => a - b),
       };
     });
-    const chain = loadNewestSnapshot(dir, shard);
+    const chain = loadNewestSnapshot(storage, dir, shard);
     const recoverFrom = chain.loaded
       ? `snapshot ${snapshotFileName(chain.loaded.coversBelow)} (chain ${chain.loaded.files.map(snapshotFileName).join(', ')}) + segments from ${segmentFileName(chain.loaded.coversBelow)}`
       : 'no valid snapshot: every segment from the first';

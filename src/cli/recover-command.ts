@@ -2,9 +2,10 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { DrawEngine } from '../engine.js';
 import { kHeaderBytes, readHeader } from '../wal/format.js';
-import { listSegments, listShardDirs, segmentFileName, shardDirName } from '../wal/segment-files.js';
-import { parseDirArgs } from './dir-args.js';
-import { describe, exitCodeFor, kExitOk } from './exit-codes.js';
+import { listSegments, listShardDirs, segmentFileName, shardDirPath } from '../storage/data-dir.js';
+import { realStorage } from '../storage/real-storage.js';
+import { intFlag, parseDirArgs, UsageError } from './dir-args.js';
+import { describe, exitCodeFor, kExitOk, kExitUsage } from './exit-codes.js';
 import { progressReporter } from './progress.js';
 
 const usage = `usage: reward-pool-engine recover <dir> [--shards N] [--replay-threads N] [--segment-bytes N] [--json]
@@ -16,9 +17,9 @@ another process, 5 corrupt (ERR_CORRUPT_WAL / ERR_CORRUPT_SNAPSHOT), 1 anything 
 
 /** The segment size the directory was written with (from its newest readable segment header). */
 function segmentBytesIn(dir: string): number | undefined {
-  for (const k of listShardDirs(dir).reverse()) {
-    const shardDir = join(dir, shardDirName(k));
-    for (const seq of listSegments(shardDir).reverse()) {
+  for (const k of listShardDirs(realStorage, dir).reverse()) {
+    const shardDir = shardDirPath(dir, k);
+    for (const seq of listSegments(realStorage, shardDir).reverse()) {
       const fd = openSync(join(shardDir, segmentFileName(seq)), 'r');
       try {
         const head = Buffer.alloc(kHeaderBytes);
@@ -42,16 +43,37 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (typeof parsed === 'number') return parsed;
   const { dir, values } = parsed;
-  const shards = values.shards === undefined ? listShardDirs(dir).length : Number(values.shards);
-  const replayThreads = values['replay-threads'] === undefined ? undefined : Number(values['replay-threads']);
-  const segmentBytes = values['segment-bytes'] === undefined ? segmentBytesIn(dir) : Number(values['segment-bytes']);
-  const progress = progressReporter('replaying segments');
+  let shards: number;
+  let replayThreads: number | undefined;
+  let segmentBytes: number | undefined;
   try {
-    const engine = await DrawEngine.open({ dir, shards, replayThreads, segmentBytes, recoveryProgress: (done, total) => progress.update(done, total) });
+    shards = intFlag(values, 'shards', 1, 256) ?? listShardDirs(realStorage, dir).length;
+    replayThreads = intFlag(values, 'replay-threads', 1, 256);
+    segmentBytes = intFlag(values, 'segment-bytes', 4096, 2 ** 30) ?? segmentBytesIn(dir);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`reward-pool-engine recover: ${err.message}\n${usage}`);
+    return kExitUsage;
+  }
+  const progress = progressReporter('replaying segments');
+  // Stopping during recovery is safe (every step leaves a recoverable directory, and the kernel
+  // drops the lock with the process); once open, close the engine first.
+  let engine: DrawEngine | undefined;
+  const stop = (signal: NodeJS.Signals): void => {
     progress.end();
-    const report = engine.recovery;
-    const draws = (await Promise.all(engine.poolIds().map((id) => engine.pool(id)))).reduce((sum, p) => sum + p.items.reduce((a, i) => a + i.drawn, 0), 0);
-    await engine.close();
+    process.stderr.write(`reward-pool-engine recover: ${signal}: stopping; the directory stays recoverable\n`);
+    const code = signal === 'SIGINT' ? 130 : 143;
+    void (engine?.close() ?? Promise.resolve()).finally(() => process.exit(code));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const opened = await DrawEngine.open({ dir, shards, replayThreads, segmentBytes, recoveryProgress: (done, total) => progress.update(done, total) });
+    engine = opened;
+    progress.end();
+    const report = opened.recovery;
+    const draws = (await Promise.all(opened.poolIds().map((id) => opened.pool(id)))).reduce((sum, p) => sum + p.items.reduce((a, i) => a + i.drawn, 0), 0);
+    await opened.close();
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ ...report, totalDrawn: draws }, null, 2)}\n`);
     } else {
@@ -66,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
       ];
       for (const f of report.snapshotFallbacks) lines.push(`  snapshot passed over: ${f.file}: ${f.reason}`);
       for (const t of report.tornTails) lines.push(`  torn tail dropped: ${t.file} at offset ${t.offset} (${t.reason})`);
-      for (const f of report.removedSegments) lines.push(`  unwritten segment removed: ${f}`);
+      for (const f of report.removedSegments) lines.push(`  unwritten segment passed over: ${f}`);
       process.stdout.write(`${lines.join('\n')}\n`);
     }
     return kExitOk;
@@ -74,5 +96,8 @@ export async function run(argv: string[]): Promise<number> {
     progress.end();
     process.stderr.write(`reward-pool-engine recover: ${describe(err)}\n`);
     return exitCodeFor(err);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
 }

@@ -83,6 +83,11 @@ let loadError: Error | undefined;
 
 function load(): void {
   if (binding !== undefined || loadError !== undefined) return;
+  if (process.env.RPE_DISABLE_NATIVE === '1') {
+    // Diagnostics and tests: behave as a machine where no binary fits.
+    loadError = Object.assign(new Error('reward-pool-engine: the native addon is disabled by RPE_DISABLE_NATIVE=1'), { code: 'ERR_NATIVE_ADDON' });
+    return;
+  }
   const root = packageRoot();
   // build/ or prebuilds/ of the package, else src/native/build/: the published package ships
   // no root binding.gyp (see src/native/rpe_native.gypi), so a source build inside an app's

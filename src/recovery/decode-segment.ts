@@ -1,5 +1,7 @@
 import { EngineError } from '../errors.js';
 import { scanSegment } from '../wal/reader.js';
+import { realStorage } from '../storage/real-storage.js';
+import type { Storage } from '../storage/storage.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import { SegmentSummarizer, type SpanSummary } from './summary.js';
 
@@ -25,8 +27,8 @@ export interface DecodedSegment extends DecodeTask {
  * Decode one segment into a summary, with no state from any other segment: this is the unit
  * of parallel replay (workers/replay-task.ts runs it on a piscina thread).
  */
-export function decodeSegment(task: DecodeTask): DecodedSegment {
-  const src = SegmentSource.open(task.file);
+export function decodeSegment(task: DecodeTask, storage: Storage = realStorage): DecodedSegment {
+  const src = SegmentSource.open(storage, task.file);
   try {
     const summarizer = new SegmentSummarizer();
     const scan = scanSegment(src, task, summarizer.visit);

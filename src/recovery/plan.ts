@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import { EngineError } from '../errors.js';
 import type { ChainLoad, LoadedSnapshot } from '../snapshot/chain.js';
-import { snapshotFileName } from '../snapshot/format.js';
 import { isSealed, kSealRotated, type SegmentHeader } from '../wal/format.js';
-import { segmentFileName, shardDirName } from '../wal/segment-files.js';
+import { segmentFileName, shardDirName, snapshotFileName } from '../storage/data-dir.js';
 import type { DecodeTask } from './decode-segment.js';
 
 /*

@@ -1,12 +1,14 @@
-import { closeSync, fdatasyncSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { workerEntry } from '../worker-path.js';
 import { EngineError, errorFromWire, messageOf, storageError, type WireError } from '../errors.js';
-import { loadNewestSnapshot, listSnapshots, type LoadedSnapshot } from '../snapshot/chain.js';
+import { loadNewestSnapshot, type LoadedSnapshot } from '../snapshot/chain.js';
+import { listSegments, listShardDirs, listSnapshots, segmentFileName, shardDirPath } from '../storage/data-dir.js';
+import { readFileHead } from '../storage/durable.js';
+import { realStorage } from '../storage/real-storage.js';
+import type { Storage } from '../storage/storage.js';
 import { readHeader, kHeaderBytes } from '../wal/format.js';
 import { SegmentSource } from '../wal/segment-source.js';
-import { listSegments, listShardDirs, readFileHead, segmentFileName, shardDirName } from '../wal/segment-files.js';
 import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
 import { chooseSnapshotSet, planReplay, type Peek, type SegmentPeek, type ShardListing } from './plan.js';
 import type { PoolData } from '../pool-state.js';
@@ -57,6 +59,8 @@ export interface RecoveredState {
 
 export interface RecoverOptions {
   replayThreads: number;
+  /** Default: the real disk. Another Storage makes replay run on the calling thread. */
+  storage?: Storage;
   /** Inspect only: no torn-tail repair, no removal of anything. */
   readOnly?: boolean;
   /** Only this shard directory, and only snapshots/segments of this epoch (shard restart). */
@@ -87,30 +91,36 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
 }
 
 /** Overwrite the start of a torn record with zeros so later scans end cleanly before it. */
-function zeroTail(file: string, offset: number, size: number): void {
+function zeroTail(storage: Storage, file: string, offset: number, size: number): void {
   const n = Math.min(8, size - offset);
   if (n <= 0) return;
   let fd = -1;
   try {
-    fd = openSync(file, 'r+');
-    writeSync(fd, Buffer.alloc(n), 0, n, offset);
-    fdatasyncSync(fd);
+    fd = storage.open(file, 'r+');
+    storage.write(fd, Buffer.alloc(n), 0, n, offset);
+    storage.datasync(fd);
   } catch (err) {
     throw storageError(err, `cannot repair torn tail of ${file}`);
   } finally {
-    if (fd >= 0) closeSync(fd);
+    if (fd >= 0) storage.close(fd);
   }
 }
 
 /** Header and first record length of each segment, read once per recovery. */
-function peeker(): { peek: Peek; work: (file: string) => number } {
+function peeker(storage: Storage): { peek: Peek; work: (file: string) => number } {
   const cache = new Map<string, SegmentPeek & { work: number }>();
   const read = (file: string): SegmentPeek & { work: number } => {
     let p = cache.get(file);
     if (p === undefined) {
-      const head = readFileHead(file, kHeaderBytes + 4);
+      const head = readFileHead(storage, file, kHeaderBytes + 4);
       const h = readHeader(head.subarray(0, kHeaderBytes));
-      const size = statSync(file).size;
+      const fd = storage.open(file, 'r');
+      let size: number;
+      try {
+        size = storage.fileSize(fd);
+      } finally {
+        storage.close(fd);
+      }
       p = {
         head: h,
         hasRecords: head.length === kHeaderBytes + 4 && head.readUInt32LE(kHeaderBytes) !== 0,
@@ -123,8 +133,8 @@ function peeker(): { peek: Peek; work: (file: string) => number } {
   return { peek: read, work: (file) => read(file).work };
 }
 
-function allZero(file: string): boolean {
-  const src = SegmentSource.open(file);
+function allZero(storage: Storage, file: string): boolean {
+  const src = SegmentSource.open(storage, file);
   try {
     src.ensure(src.size);
     return src.buf.subarray(0, src.size).every((b) => b === 0);
@@ -156,13 +166,16 @@ async function decodeAll(
   // counts as full.
   const work = tasks.map((t) => workOf(t.file));
   const total = work.reduce((a, b) => a + b, 0);
-  const helpers = total < (opts.parallelThreshold ?? kParallelReplayBytes) ? 0 : Math.min(opts.replayThreads, tasks.length) - 1;
+  const storage = opts.storage ?? realStorage;
+  // Pool threads read the real disk: any other Storage replays on this thread.
+  const parallel = storage === realStorage && total >= (opts.parallelThreshold ?? kParallelReplayBytes);
+  const helpers = parallel ? Math.min(opts.replayThreads, tasks.length) - 1 : 0;
   const order = tasks.map((_, i) => i).sort((a, b) => work[b]! - work[a]!);
   const results: DecodedSegment[] = new Array(tasks.length);
   let next = 0;
   if (helpers <= 0) {
     for (const i of order) {
-      results[i] = decodeSegment(tasks[i]!);
+      results[i] = decodeSegment(tasks[i]!, storage);
       progress();
     }
     const threads = tasks.length === 0 ? 0 : 1;
@@ -194,7 +207,7 @@ async function decodeAll(
     try {
       while (next < order.length && !failed) {
         const i = order[next++]!;
-        results[i] = decodeSegment(tasks[i]!);
+        results[i] = decodeSegment(tasks[i]!, storage);
         progress();
         // Let the pool's messages through: a thread that finished booting picks up work.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -231,23 +244,24 @@ export async function recoverDir(dir: string, opts: RecoverOptions): Promise<Rec
 async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<RecoveredState> {
   const t0 = performance.now();
   const report = emptyReport(dir);
-  const listings: ShardListing[] = (opts.onlyShard === undefined ? listShardDirs(dir) : [opts.onlyShard]).map((shard) => {
-    const shardDir = join(dir, shardDirName(shard));
+  const storage = opts.storage ?? realStorage;
+  const listings: ShardListing[] = (opts.onlyShard === undefined ? listShardDirs(storage, dir) : [opts.onlyShard]).map((shard) => {
+    const shardDir = shardDirPath(dir, shard);
     if (!opts.readOnly) {
-      for (const name of listNames(shardDir)) if (name.endsWith('.tmp')) unlinkSync(join(shardDir, name));
+      for (const name of storage.list(shardDir)) if (name.endsWith('.tmp')) storage.unlink(join(shardDir, name));
     }
-    return { shard, segments: listSegments(shardDir) };
+    return { shard, segments: listSegments(storage, shardDir) };
   });
-  const { peek, work } = peeker();
-  const choice = chooseSnapshotSet(dir, listings, (k, maxEpoch) => loadNewestSnapshot(dir, k, maxEpoch), peek, opts.onlyShard);
+  const { peek, work } = peeker(storage);
+  const choice = chooseSnapshotSet(dir, listings, (k, maxEpoch) => loadNewestSnapshot(storage, dir, k, maxEpoch), peek, opts.onlyShard);
   report.snapshotFallbacks = choice.fallbacks;
   report.snapshotsLoaded = choice.snapshotsLoaded;
-  const { tasks, unwritten } = planReplay(dir, listings, choice, peek, allZero);
+  const { tasks, unwritten } = planReplay(dir, listings, choice, peek, (file) => allZero(storage, file));
   report.removedSegments = unwritten;
 
   const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts, work);
   for (const d of decoded) {
-    if (d.torn && !opts.readOnly) zeroTail(d.file, d.torn.offset, d.size);
+    if (d.torn && !opts.readOnly) zeroTail(storage, d.file, d.torn.offset, d.size);
     if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
     report.segments++;
     report.records += d.records;
@@ -270,7 +284,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   // The first segments of an open that crashed before its snapshots: their epoch is used up.
   for (const { shard, segments } of listings) {
     for (const seq of segments) {
-      const { head } = peek(join(dir, shardDirName(shard), segmentFileName(seq)));
+      const { head } = peek(join(shardDirPath(dir, shard), segmentFileName(seq)));
       if (typeof head === 'object') epochSeen = Math.max(epochSeen, head.epoch);
     }
   }
@@ -279,7 +293,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   const nextSeq = new Map<number, number>();
   for (const { shard, segments } of listings) {
     const lastSeg = segments.at(-1) ?? 0;
-    const lastSnap = listSnapshots(join(dir, shardDirName(shard))).at(-1) ?? 0;
+    const lastSnap = listSnapshots(storage, shardDirPath(dir, shard)).at(-1) ?? 0;
     // Past every segment (unwritten ones included: they are retired, never reused).
     nextSeq.set(shard, Math.max(lastSeg + 1, lastSnap, 1));
   }
@@ -291,13 +305,4 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   report.threadsUsed = threadsUsed;
   report.ms = performance.now() - t0;
   return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs: listings.map((l) => l.shard), bases: choice.bases, report };
-}
-
-function listNames(path: string): string[] {
-  try {
-    return readdirSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
 }

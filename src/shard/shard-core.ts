@@ -31,7 +31,11 @@ import {
   type ShardConfig,
 } from '../protocol.js';
 import { WeightedSelector } from '../selector.js';
-import { FileWalWriter, MmapWalWriter, NullWalWriter, type WalStats, type WalWriter } from '../wal/writer.js';
+import { realStorage } from '../storage/real-storage.js';
+import type { Storage } from '../storage/storage.js';
+import { FileWalWriter } from '../wal/file-writer.js';
+import { MmapWalWriter } from '../wal/mmap-writer.js';
+import { NullWalWriter, type WalStats, type WalWriter } from '../wal/writer.js';
 
 interface ShardPool {
   id: string;
@@ -42,9 +46,10 @@ interface ShardPool {
   weightSum: number;
 }
 
-export function openWalWriter(config: ShardConfig, onBackgroundError: (err: EngineError) => void): WalWriter {
+export function openWalWriter(config: ShardConfig, onBackgroundError: (err: EngineError) => void, storage: Storage = realStorage): WalWriter {
   if (config.wal === 'none') return new NullWalWriter();
   const opts = {
+    storage,
     dir: config.dir!,
     shard: config.shard,
     epoch: config.epoch,

@@ -1,5 +1,6 @@
 import type { PoolData } from '../pool-state.js';
-import { fsyncDir } from '../wal/segment-files.js';
+import { storageError } from '../errors.js';
+import type { Storage } from '../storage/storage.js';
 import { writeSnapshotFile } from './format.js';
 import { applyRetention, retireShardDir } from './retention.js';
 
@@ -9,12 +10,12 @@ import { applyRetention, retireShardDir } from './retention.js';
  * past this open, and a different shard count starts from a clean per-shard state. Only once
  * every one of them is durable is older data removed.
  */
-export function writeBaseSnapshots(dir: string, epoch: number, poolsByShard: PoolData[][], seqs: number[], maxRequestId: number): void {
+export function writeBaseSnapshots(storage: Storage, dir: string, epoch: number, poolsByShard: PoolData[][], seqs: number[], maxRequestId: number): void {
   const shards = poolsByShard.length;
   for (let k = 0; k < shards; k++) {
     const seq = seqs[k]!;
     const pools = poolsByShard[k]!;
-    writeSnapshotFile(dir, {
+    writeSnapshotFile(storage, dir, {
       epoch,
       shard: k,
       shards,
@@ -26,13 +27,17 @@ export function writeBaseSnapshots(dir: string, epoch: number, poolsByShard: Poo
       pools,
     });
   }
-  fsyncDir(dir);
+  try {
+    storage.syncDir(dir);
+  } catch (err) {
+    throw storageError(err, `cannot sync ${dir}`);
+  }
 }
 
 /** After the base snapshots: drop everything they cover, in every shard directory. */
-export function retireCoveredByBase(dir: string, baseSeqs: number[], shardDirs: number[], archive: boolean): void {
+export function retireCoveredByBase(storage: Storage, dir: string, baseSeqs: number[], shardDirs: number[], archive: boolean): void {
   for (let k = 0; k < baseSeqs.length; k++) {
-    applyRetention(dir, k, { keepSnapshots: [baseSeqs[k]!], deleteSegmentsBelow: baseSeqs[k]!, snapshotsBelow: baseSeqs[k]! }, archive);
+    applyRetention(storage, dir, k, { keepSnapshots: [baseSeqs[k]!], deleteSegmentsBelow: baseSeqs[k]!, snapshotsBelow: baseSeqs[k]! }, archive);
   }
-  for (const k of shardDirs) if (k >= baseSeqs.length) retireShardDir(dir, k, archive);
+  for (const k of shardDirs) if (k >= baseSeqs.length) retireShardDir(storage, dir, k, archive);
 }

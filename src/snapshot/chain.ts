@@ -1,12 +1,8 @@
 import { join } from 'node:path';
 import { plainPoolData, type PoolData } from '../pool-state.js';
-import { listSeqFiles, shardDirName } from '../wal/segment-files.js';
-import { readSnapshotFile, snapshotFileName, type SnapshotBody } from './format.js';
-
-/** Snapshot sequence numbers in a shard directory, ascending. */
-export function listSnapshots(shardDir: string): number[] {
-  return listSeqFiles(shardDir, 'snap');
-}
+import { listSnapshots, shardDirPath, snapshotFileName } from '../storage/data-dir.js';
+import type { Storage } from '../storage/storage.js';
+import { readSnapshotFile, type SnapshotBody } from './format.js';
 
 /** A shard's state as of a snapshot, with the chain it came from. */
 export interface LoadedSnapshot {
@@ -35,14 +31,14 @@ export interface ChainLoad {
  * snapshot holds only the pools that changed; its manifest says which older file holds each
  * of the others. A bad newest snapshot falls back to the previous one (its segments are kept).
  */
-export function loadNewestSnapshot(dir: string, shard: number, maxEpoch = Infinity): ChainLoad {
-  const shardDir = join(dir, shardDirName(shard));
-  const seqs = listSnapshots(shardDir);
+export function loadNewestSnapshot(storage: Storage, dir: string, shard: number, maxEpoch = Infinity): ChainLoad {
+  const shardDir = shardDirPath(dir, shard);
+  const seqs = listSnapshots(storage, shardDir);
   const cache = new Map<number, SnapshotBody | string>();
   const read = (seq: number): SnapshotBody | string => {
     let body = cache.get(seq);
     if (body === undefined) {
-      body = readSnapshotFile(join(shardDir, snapshotFileName(seq)));
+      body = readSnapshotFile(storage, join(shardDir, snapshotFileName(seq)));
       if (typeof body === 'object' && (body.shard !== shard || body.coversBelow !== seq)) {
         body = `header says shard ${body.shard} seq ${body.coversBelow}`;
       }

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
-import { storageError } from '../errors.js';
 import type { PoolData } from '../pool-state.js';
-import { renameDurably, shardDirName } from '../wal/segment-files.js';
+import { snapshotPath } from '../storage/data-dir.js';
+import { writeFileDurably } from '../storage/durable.js';
+import type { Storage } from '../storage/storage.js';
 
 /*
  * Snapshot file dir/shard-<k>/<seq>.snap:
@@ -40,14 +39,6 @@ export interface SnapshotBody {
   manifest: { poolIds: string[]; at: number[] };
   /** State of the pools this file holds (all, or the changed ones). */
   pools: SnapshotPool[];
-}
-
-export function snapshotFileName(seq: number): string {
-  return `${String(seq).padStart(10, '0')}.snap`;
-}
-
-export function snapshotPath(dir: string, shard: number, seq: number): string {
-  return join(dir, shardDirName(shard), snapshotFileName(seq));
 }
 
 export function encodeSnapshot(body: SnapshotBody): Buffer {
@@ -87,10 +78,10 @@ export function decodeSnapshot(buf: Buffer): SnapshotBody | string {
   }
 }
 
-export function readSnapshotFile(path: string): SnapshotBody | string {
+export function readSnapshotFile(storage: Storage, path: string): SnapshotBody | string {
   let buf: Buffer;
   try {
-    buf = readFileSync(path);
+    buf = storage.readFile(path);
   } catch (err) {
     return `unreadable: ${(err as Error).message}`;
   }
@@ -98,21 +89,8 @@ export function readSnapshotFile(path: string): SnapshotBody | string {
 }
 
 /** Temp file, fsync, rename, fsync the directory: the file is either whole or absent. */
-export function writeSnapshotFile(dir: string, body: SnapshotBody): string {
+export function writeSnapshotFile(storage: Storage, dir: string, body: SnapshotBody): string {
   const path = snapshotPath(dir, body.shard, body.coversBelow);
-  const tmp = `${path}.tmp`;
-  const data = encodeSnapshot(body);
-  let fd = -1;
-  try {
-    fd = openSync(tmp, 'w');
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off, off);
-    fsyncSync(fd);
-  } catch (err) {
-    throw storageError(err, `cannot write snapshot ${tmp}`);
-  } finally {
-    if (fd >= 0) closeSync(fd);
-  }
-  renameDurably(tmp, path, join(dir, shardDirName(body.shard)));
+  writeFileDurably(storage, path, encodeSnapshot(body));
   return path;
 }

@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { storageError } from '../errors.js';
-import { shardDirName } from '../wal/segment-files.js';
+import { shardDirName } from '../storage/data-dir.js';
+import type { Storage } from '../storage/storage.js';
 
 export interface RetentionPlan {
   /** Snapshot seqs still needed: the newest chain and the previous one (its fallback). */
@@ -13,13 +13,13 @@ export interface RetentionPlan {
 }
 
 /** Delete (or move to dir/archive/shard-<k>/) what the newest snapshots make unnecessary. */
-export function applyRetention(dir: string, shard: number, plan: RetentionPlan, archive: boolean): string[] {
+export function applyRetention(storage: Storage, dir: string, shard: number, plan: RetentionPlan, archive: boolean): string[] {
   const shardDir = join(dir, shardDirName(shard));
   const keep = new Set(plan.keepSnapshots);
   const removed: string[] = [];
   let names: string[];
   try {
-    names = readdirSync(shardDir);
+    names = storage.list(shardDir);
   } catch {
     return removed;
   }
@@ -29,22 +29,22 @@ export function applyRetention(dir: string, shard: number, plan: RetentionPlan, 
     const seq = Number(m[1]);
     const drop = m[2] === 'wal' ? seq < plan.deleteSegmentsBelow : seq < plan.snapshotsBelow && !keep.has(seq);
     if (drop) {
-      retire(dir, shard, name, archive);
+      retire(storage, dir, shard, name, archive);
       removed.push(name);
     }
   }
   return removed;
 }
 
-function retire(dir: string, shard: number, name: string, archive: boolean): void {
+function retire(storage: Storage, dir: string, shard: number, name: string, archive: boolean): void {
   const from = join(dir, shardDirName(shard), name);
   try {
     if (archive) {
       const to = join(dir, 'archive', shardDirName(shard));
-      mkdirSync(to, { recursive: true });
-      renameSync(from, join(to, name));
+      storage.mkdirp(to);
+      storage.rename(from, join(to, name));
     } else {
-      unlinkSync(from);
+      storage.unlink(from);
     }
   } catch (err) {
     throw storageError(err, `cannot retire ${from}`);
@@ -52,11 +52,15 @@ function retire(dir: string, shard: number, name: string, archive: boolean): voi
 }
 
 /** A shard directory the current layout no longer uses, once its content is covered. */
-export function retireShardDir(dir: string, shard: number, archive: boolean): void {
+export function retireShardDir(storage: Storage, dir: string, shard: number, archive: boolean): void {
   const shardDir = join(dir, shardDirName(shard));
-  for (const name of readdirSync(shardDir)) {
-    if (/^\d+\.(wal|snap)$/.test(name)) retire(dir, shard, name, archive);
-    else unlinkSync(join(shardDir, name));
+  try {
+    for (const name of storage.list(shardDir)) {
+      if (/^\d+\.(wal|snap)$/.test(name)) retire(storage, dir, shard, name, archive);
+      else storage.unlink(join(shardDir, name));
+    }
+    storage.rmdir(shardDir);
+  } catch (err) {
+    throw storageError(err, `cannot retire ${shardDir}`);
   }
-  rmdirSync(shardDir);
 }

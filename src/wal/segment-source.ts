@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import type { Storage } from '../storage/storage.js';
 
 const kReadChunk = 4 << 20;
 
@@ -11,25 +11,27 @@ export class SegmentSource {
   readonly size: number;
   #loaded: number;
   #fd: number;
+  readonly #storage: Storage | undefined;
 
-  private constructor(buf: Buffer, size: number, loaded: number, fd: number) {
+  private constructor(buf: Buffer, size: number, loaded: number, fd: number, storage: Storage | undefined) {
     this.buf = buf;
     this.size = size;
     this.#loaded = loaded;
     this.#fd = fd;
+    this.#storage = storage;
   }
 
   static fromBuffer(buf: Buffer): SegmentSource {
-    return new SegmentSource(buf, buf.length, buf.length, -1);
+    return new SegmentSource(buf, buf.length, buf.length, -1, undefined);
   }
 
-  static open(file: string): SegmentSource {
-    const fd = openSync(file, 'r');
+  static open(storage: Storage, file: string): SegmentSource {
+    const fd = storage.open(file, 'r');
     try {
-      const size = fstatSync(fd).size;
-      return new SegmentSource(Buffer.allocUnsafe(size), size, 0, fd);
+      const size = storage.fileSize(fd);
+      return new SegmentSource(Buffer.allocUnsafe(size), size, 0, fd, storage);
     } catch (err) {
-      closeSync(fd);
+      storage.close(fd);
       throw err;
     }
   }
@@ -40,14 +42,14 @@ export class SegmentSource {
     if (want <= this.#loaded) return;
     const upTo = Math.min(this.size, Math.max(want, this.#loaded + kReadChunk));
     while (this.#loaded < upTo) {
-      const got = readSync(this.#fd, this.buf, this.#loaded, upTo - this.#loaded, this.#loaded);
+      const got = this.#storage!.read(this.#fd, this.buf, this.#loaded, upTo - this.#loaded, this.#loaded);
       if (got === 0) throw new Error(`unexpected end of file at ${this.#loaded} of ${this.size}`);
       this.#loaded += got;
     }
   }
 
   close(): void {
-    if (this.#fd >= 0) closeSync(this.#fd);
+    if (this.#fd >= 0) this.#storage!.close(this.#fd);
     this.#fd = -1;
   }
 }

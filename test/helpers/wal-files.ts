@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import type { Storage } from '../../src/storage/storage.js';
 import type { WalWriterOptions } from '../../src/wal/writer.js';
 
 // ---- records of a segment ----
@@ -153,8 +154,9 @@ export function fingerprint(dir: string): Record<string, string> {
 // ---- writing segments directly (unit tests) ----
 
 /** Options of a WAL writer for shard 0 of dir: epoch 1 from segment 1, 4 KiB segments, no syncs, background errors thrown. */
-export function writerOptions(dir: string, over: Partial<WalWriterOptions> = {}): WalWriterOptions {
+export function writerOptions(dir: string, storage: Storage, over: Partial<WalWriterOptions> = {}): WalWriterOptions {
   return {
+    storage,
     dir,
     shard: 0,
     epoch: 1,

@@ -3,7 +3,7 @@
  * Exit codes (src/cli/exit-codes.ts): 0 ok, 2 usage, 3 not a data directory, 4 locked by
  * another process, 5 corrupt, 1 anything else.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -287,10 +287,68 @@ describe('exit codes', () => {
       expect(r.status, `cli ${args.join(' ')}`).toBe(2);
       expect(r.stdout + r.stderr, `cli ${args.join(' ')}`).toContain('usage: reward-pool-engine');
     }
-    // A bad option value on a real directory: ERR_INVALID_CONFIG, the option named.
-    const bad = cli('recover', copy('cli-bad-shards'), '--shards', '0');
-    expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('ERR_INVALID_CONFIG');
-    expect(bad.stderr).toContain('options.shards');
+    // A bad number on a real directory: exit 2 naming the flag and the value.
+    for (const [flag, value] of [['--shards', '0'], ['--shards', 'abc'], ['--replay-threads', '1.5'], ['--segment-bytes', '12']]) {
+      const bad = cli('recover', copy('cli-bad-number'), flag!, value!);
+      expect(bad.status, `${flag} ${value}`).toBe(2);
+      expect(bad.stderr).toContain(`${flag} must be an integer`);
+      expect(bad.stderr).toContain(JSON.stringify(value));
+    }
+  });
+});
+
+describe('polish', () => {
+  it('--version prints the package version; help <command> prints that command\'s help', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-v']) {
+      const r = cli(flag);
+      expect(r.status).toBe(0);
+      expect(r.stdout.trim()).toBe(pkg.version);
+    }
+    for (const command of ['recover', 'inspect']) {
+      const r = cli('help', command);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`usage: reward-pool-engine ${command} <dir>`);
+    }
+    const general = cli('help');
+    expect(general.status).toBe(0);
+    expect(general.stdout).toContain('commands:');
+  });
+
+  it('the installed CLI does not offer the benchmark suite (it ships with the repository only)', () => {
+    expect(cli('--help').stdout).not.toMatch(/^\s+bench\b/m);
+    const r = cli('bench');
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('unknown command "bench"');
+    expect(r.stderr).toContain('npm run bench');
+  });
+
+  it('recover stops cleanly on SIGINT and SIGTERM: exit 130 / 143, and the directory still recovers', async () => {
+    // Enough segments that recovery is still running when the signal arrives.
+    const big = tmpDir('cli-signal-src');
+    const engine = await DrawEngine.open({ dir: big, shards: 1, segmentBytes: 64 * KiB, snapshotEveryRecords: 0, sync: 'never' });
+    await engine.createPool('s', [{ id: 'x', weight: 1, quantity: -1 }, { id: 'y', weight: 1, quantity: -1 }]);
+    for (let i = 0; i < 6; i++) await engine.drawMany('s', 2_000_000);
+    const bigStates = await allStates(engine);
+    await engine.close();
+    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      const dir = copyToTmp(big, `cli-${signal}`);
+      const child = spawn(process.execPath, ['dist/src/cli.js', 'recover', dir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      const replaying = new Promise<void>((resolve) =>
+        child.stderr.setEncoding('utf8').on('data', (d: string) => {
+          stderr += d;
+          if (stderr.includes('replaying segments')) resolve();
+        }),
+      );
+      await replaying;
+      child.kill(signal);
+      const exit = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      expect(exit, stderr).toBe(code);
+      expect(stderr).toContain(`${signal}: stopping`);
+      const again = await openEngine({ dir, shards: 1, segmentBytes: 64 * KiB });
+      expect(await allStates(again)).toEqual(bigStates);
+      await again.close();
+    }
   });
 });

@@ -10,7 +10,8 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { FileWalWriter } from '../../dist/src/wal/writer.js';
+import { FileWalWriter } from '../../dist/src/wal/file-writer.js';
+import { realStorage } from '../../dist/src/storage/real-storage.js';
 import { pack } from 'msgpackr';
 import { allStates, collect, DrawEngine, EngineError, expectCode, KiB, useEngines } from '../helpers/engine.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -58,7 +59,7 @@ describe('ids must be well-formed strings (item 2)', () => {
     // What an earlier version could write: the same U+FFFD pool created in two shards.
     const dir = tmpDir('ids-collapse');
     for (const shard of [0, 1]) {
-      const w = new FileWalWriter(writerOptions(dir, { shard, segmentBytes: 64 * KiB })).start();
+      const w = new FileWalWriter(writerOptions(dir, realStorage, { shard, segmentBytes: 64 * KiB })).start();
       w.registerPool(0, '\uFFFD', 2);
       w.appendCreate(0, pack({ id: '\uFFFD', items: CATALOG }));
       w.appendDraws(0, 1 + shard * 10, new Uint16Array([0, 1, 1]), 0, 3);

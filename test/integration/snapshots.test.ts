@@ -9,7 +9,10 @@
 import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSnapshotFile, type SnapshotBody } from '../../dist/src/snapshot/format.js';
+import { readSnapshotFile as readSnapshotWith, type SnapshotBody } from '../../dist/src/snapshot/format.js';
+import { realStorage } from '../../dist/src/storage/real-storage.js';
+
+const readSnapshotFile = (path: string): SnapshotBody | string => readSnapshotWith(realStorage, path);
 import { allStates, DrawEngine, expectCode, KiB, useEngines } from '../helpers/engine.js';
 import { copyToTmp, tmpDir } from '../helpers/tmp.js';
 import { readRecords, segmentFiles, seqOf, sha256File, shardDir, snapshotFiles } from '../helpers/wal-files.js';

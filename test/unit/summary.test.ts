@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { ItemSpec } from '../../src/catalog.js';
 import { EngineError } from '../../src/errors.js';
 import { Sfc32 } from '../../src/prng.js';
-import { applySpan, type RecoveredPool } from '../../src/recovery/fold.js';
+import { applySpan } from '../../src/recovery/fold.js';
+import type { PoolData as RecoveredPool } from '../../src/pool-state.js';
 import { mergeSpan, newSpanSummary, SegmentSummarizer, type SpanSummary } from '../../src/recovery/summary.js';
 import { kEmptyDraw, WeightedSelector } from '../../src/selector.js';
 import {
@@ -20,7 +21,9 @@ import {
   kUpdateBodyBytes,
 } from '../../src/wal/format.js';
 import { scanSegment } from '../../src/wal/reader.js';
-import { FileWalWriter, MmapWalWriter } from '../../src/wal/writer.js';
+import { realStorage } from '../../src/storage/real-storage.js';
+import { FileWalWriter } from '../../src/wal/file-writer.js';
+import { MmapWalWriter } from '../../src/wal/mmap-writer.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { segmentFiles, writerOptions } from '../helpers/wal-files.js';
 
@@ -144,7 +147,7 @@ function generate(seed: number, nOps: number): History {
 
 /** Write ops[from, to) as one run of a shard would (pools created earlier are registered). */
 async function writeSpan(h: History, from: number, to: number, dir: string, segmentBytes: number, kind: 'mmap' | 'file'): Promise<void> {
-  const opts = writerOptions(dir, { segmentBytes });
+  const opts = writerOptions(dir, realStorage, { segmentBytes });
   const w = kind === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
   for (let o = 0; o < from; o++) {
     const op = h.ops[o]!;
@@ -410,7 +413,7 @@ describe('SegmentSummarizer on hand-built records', () => {
 
   it('an undecodable record becomes ERR_CORRUPT_WAL through scanSegment', async () => {
     const dir = tmpDir('summary-undecodable');
-    const w = new MmapWalWriter(writerOptions(dir, { segmentBytes: 4096 })).start();
+    const w = new MmapWalWriter(writerOptions(dir, realStorage, { segmentBytes: 4096 })).start();
     w.registerPool(0, 'p', 3);
     // A draw index past the catalog (the writer does not check; recovery must).
     w.appendDraws(0, 1, Uint16Array.of(0, 7), 0, 2);

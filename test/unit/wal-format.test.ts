@@ -25,7 +25,10 @@ import {
 } from '../../src/wal/format.js';
 import { scanSegment, type ScanResult } from '../../src/wal/reader.js';
 import { SegmentSource } from '../../src/wal/segment-source.js';
-import { FileWalWriter, MmapWalWriter, type WalWriter, type WalWriterOptions } from '../../src/wal/writer.js';
+import { realStorage } from '../../src/storage/real-storage.js';
+import { FileWalWriter } from '../../src/wal/file-writer.js';
+import { MmapWalWriter } from '../../src/wal/mmap-writer.js';
+import type { WalWriter, WalWriterOptions } from '../../src/wal/writer.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { segmentFiles, unsealed, writerOptions } from '../helpers/wal-files.js';
 
@@ -41,7 +44,7 @@ const kSample = [
 ];
 
 function openWriter(kind: Kind, dir: string, over: Partial<WalWriterOptions> = {}): WalWriter {
-  const opts = writerOptions(dir, over);
+  const opts = writerOptions(dir, realStorage, over);
   return kind === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
 }
 
@@ -63,7 +66,7 @@ function scan(input: Buffer | SegmentSource, file: string, newest: boolean): { r
 
 /** Scan a file the way recovery does: through a SegmentSource that reads on demand. */
 function scanFile(file: string, newest: boolean): { result: ScanResult; recs: Rec[] } {
-  const src = SegmentSource.open(file);
+  const src = SegmentSource.open(realStorage, file);
   try {
     return scan(src, file, newest);
   } finally {
@@ -433,12 +436,14 @@ describe('SegmentSource (on-demand reads)', () => {
     const idx = new Uint16Array(100_003);
     for (let i = 0; i < idx.length; i++) idx[i] = (i * 13) % 6;
     let first = 1;
-    for (let k = 0; k < 60; k++) {
+    for (let k = 0; k < 120; k++) {
       w.appendDraws(0, first, idx, 0, idx.length);
       first += idx.length;
     }
     await w.close();
-    const file = segmentFiles(dir)[0]!;
+    // Segments grow 1, 2, 4, 8 MiB: the last one is the large one.
+    const file = segmentFiles(dir).at(-1)!;
+    expect(statSync(file).size).toBe(8 << 20);
     const mem = scan(readFileSync(file), file, true);
     const disk = scanFile(file, true);
     expect(disk.result).toEqual(mem.result);
