@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { checkPoolId, isValidId, kIdRule, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
-import type { DrawResult, IdCounter } from './coordinator/batcher.js';
+import { badCount, engineClosed, noSuchPool, notAnEngine } from './call-errors.js';
+import { checkPoolId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
+import type { DrawResult } from './coordinator/batcher.js';
 import type { PoolMeta } from './coordinator/pool-meta.js';
-import { PoolDirectory } from './coordinator/pool-directory.js';
-import { ShardClient } from './coordinator/shard-client.js';
-import { SnapshotWriter } from './coordinator/snapshot-writer.js';
-import { Supervisor } from './coordinator/supervisor.js';
+import type { PoolDirectory } from './coordinator/pool-directory.js';
+import type { ShardClient } from './coordinator/shard-client.js';
+import { ShardSet } from './coordinator/shard-set.js';
 import type { DrawBatch } from './draw-batch.js';
 import { EngineError, show } from './errors.js';
-import { createMetricsBuffer } from './layout.js';
-import { readMetrics, type EngineMetrics } from './metrics.js';
+import type { EngineMetrics } from './metrics.js';
 import { prepareDir, type PreparedDir } from './open.js';
 import { fillOptions, type DrawEngineOptions, type FilledOptions } from './options.js';
 import { toPoolState, type PoolState } from './pool-state.js';
@@ -24,12 +23,6 @@ export const kMaxDrawMany = 1 << 24;
 
 /** Internal handle for tests and diagnostics: the shard Worker objects. */
 export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
-
-function notAnEngine(method: string): EngineError {
-  return new EngineError('ERR_INVALID_ARGUMENT', `${method}() must be called on a DrawEngine (engine.${method}(...)); it was called on something else, e.g. as a detached method`, {
-    details: { method },
-  });
-}
 
 /** The events a DrawEngine emits, with their arguments. */
 export interface DrawEngineEvents {
@@ -47,20 +40,15 @@ export interface DrawEngineEvents {
  * The coordinator. It validates, routes each pool to its shard by a stable hash and batches
  * calls per shard; it holds no pool state (no weights, no quantities), only where each pool
  * lives and its item ids.
- *
- * Events: 'shardExit' ({ shard, error }) when a worker dies, 'shardRestart' ({ shard, threadId })
- * once it is back, 'snapshotError' ({ shard, error }) when a snapshot could not be written
- * (the WAL still holds everything), 'close'.
+ * Events: see DrawEngineEvents.
  */
 export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   readonly #opts: FilledOptions;
-  readonly #shards: ShardClient[] = [];
+  readonly #set: ShardSet;
+  readonly #shards: ShardClient[];
   readonly #pools: PoolDirectory;
-  readonly #metricsSab: SharedArrayBuffer;
   readonly #recovery: RecoveryReport;
   readonly #release: () => void;
-  readonly #snapshots: SnapshotWriter | undefined;
-  readonly #supervisor: Supervisor;
   /** snapshot() calls not yet settled: close() waits for them. */
   readonly #snapshotCalls = new Set<Promise<void>>();
   #closed = false;
@@ -68,30 +56,12 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
 
   private constructor(opts: FilledOptions, prepared: PreparedDir) {
     super();
-    const { state } = prepared;
     this.#opts = opts;
-    this.#metricsSab = createMetricsBuffer(opts.shards);
-    this.#recovery = state.report;
+    this.#recovery = prepared.state.report;
     this.#release = prepared.release;
-    this.#pools = new PoolDirectory(opts.shards);
-    const ids: IdCounter = { next: state.maxRequestId + 1 };
-    this.#snapshots = opts.wal === 'none' ? undefined : new SnapshotWriter(opts.dir!, opts.archive, (shard, error) => this.emit('snapshotError', { shard, error }));
-    const hooks = {
-      writeSnapshot: (job: Parameters<SnapshotWriter['write']>[0]) => this.#snapshots!.write(job),
-      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#supervisor.onExit(shard, err),
-    };
-    for (let k = 0; k < opts.shards; k++) this.#shards.push(new ShardClient(k, ids, opts.maxPending, this.#metricsSab, hooks));
-    for (const pools of prepared.poolsByShard) for (const p of pools) this.#pools.register(p.id, p.itemIds, true);
-    this.#supervisor = new Supervisor({
-      opts,
-      epoch: state.epoch,
-      metrics: this.#metricsSab,
-      shards: this.#shards,
-      directory: this.#pools,
-      ids,
-      snapshots: this.#snapshots,
-      emit: (event, payload) => this.emit(event, payload as never),
-    });
+    this.#set = new ShardSet(opts, prepared, (event, payload) => this.emit(event, payload as never));
+    this.#shards = this.#set.shards;
+    this.#pools = this.#set.pools;
   }
 
   /**
@@ -103,7 +73,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     const prepared = await prepareDir(opts);
     try {
       const engine = new DrawEngine(opts, prepared);
-      await engine.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs);
+      await engine.#set.start(prepared);
       return engine;
     } catch (err) {
       prepared.release();
@@ -141,19 +111,14 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
 
   /** The pool, or the rejection that says why there is none (closed engine, bad id, unknown id). */
   #route(poolId: unknown): PoolMeta | Promise<never> {
-    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
-    const meta = this.#pools.get(poolId);
-    if (meta !== undefined) return meta;
-    if (!isValidId(poolId)) {
-      return Promise.reject(new EngineError('ERR_INVALID_ARGUMENT', `poolId must be ${kIdRule}, got ${show(poolId)}`, { details: { poolId } }));
-    }
-    return Promise.reject(new EngineError('ERR_UNKNOWN_POOL', `no pool with id ${show(poolId)}`, { details: { poolId } }));
+    if (this.#closed) return Promise.reject(engineClosed());
+    return this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
   }
 
   /** Create a pool; it is logged before the promise resolves. */
   createPool(poolId: string, items: ItemSpec[]): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('createPool'));
-    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
+    if (this.#closed) return Promise.reject(engineClosed());
     let catalog: ItemSpec[];
     try {
       checkPoolId(poolId);
@@ -194,11 +159,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     const meta = this.#route(poolId);
     if (meta instanceof Promise) return meta;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
-      return Promise.reject(
-        new EngineError('ERR_INVALID_ARGUMENT', `drawMany(${show(poolId)}): count must be an integer from 1 to ${kMaxDrawMany}, got ${show(count)}`, {
-          details: { poolId, count },
-        }),
-      );
+      return Promise.reject(badCount(poolId, count, kMaxDrawMany));
     }
     return this.#shards[meta.shard]!.drawMany(meta, count);
   }
@@ -243,12 +204,9 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
    */
   snapshot(): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('snapshot'));
-    if (this.#closed) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', 'the engine is closed'));
+    if (this.#closed) return Promise.reject(engineClosed());
     if (this.#opts.wal === 'none') return Promise.resolve();
-    const run = (async () => {
-      await Promise.all(this.#shards.map((s) => s.drained()));
-      await Promise.all(this.#shards.map((s) => s.snapshot()));
-    })();
+    const run = this.#set.snapshotAll();
     const settled = run.then(
       () => {},
       () => {},
@@ -261,7 +219,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** Synchronous read of the shared counters; no message to any worker. */
   metrics(): EngineMetrics {
     if (!DrawEngine.#is(this)) throw notAnEngine('metrics');
-    return readMetrics(this.#metricsSab, this.#shards.length);
+    return this.#set.metrics();
   }
 
   /** Drain in-flight work, settle snapshot() calls, sync, unmap, stop workers, release the lock. Idempotent. */
@@ -269,12 +227,11 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('close'));
     if (this.#closing) return this.#closing;
     this.#closed = true;
-    this.#supervisor.stop();
+    this.#set.stopRestarts();
     this.#closing = (async () => {
       try {
         await Promise.all(this.#snapshotCalls);
-        await Promise.all(this.#shards.map((s) => s.close()));
-        await this.#snapshots?.close();
+        await this.#set.close();
       } finally {
         this.#release();
         this.emit('close');

@@ -1,7 +1,6 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { DrawEngine } from '../engine.js';
-import { kHeaderBytes, readHeader } from '../wal/format.js';
+import { peekSegment } from '../wal/segment-peek.js';
 import { listSegments, listShardDirs, segmentFileName, shardDirPath } from '../storage/data-dir.js';
 import { realStorage } from '../storage/real-storage.js';
 import { intFlag, parseDirArgs, UsageError } from './dir-args.js';
@@ -15,23 +14,20 @@ recovery report and closes. Shard count and segment size default to what the dir
 another process, 5 corrupt (ERR_CORRUPT_WAL / ERR_CORRUPT_SNAPSHOT), 1 anything else.
 `;
 
-/** The segment size the directory was written with (from its newest readable segment header). */
+/**
+ * The segment size the directory was written with: the largest segment header found (segments
+ * start small and grow to it; the first segments of a run are all the open writes).
+ */
 function segmentBytesIn(dir: string): number | undefined {
-  for (const k of listShardDirs(realStorage, dir).reverse()) {
+  let largest: number | undefined;
+  for (const k of listShardDirs(realStorage, dir)) {
     const shardDir = shardDirPath(dir, k);
-    for (const seq of listSegments(realStorage, shardDir).reverse()) {
-      const fd = openSync(join(shardDir, segmentFileName(seq)), 'r');
-      try {
-        const head = Buffer.alloc(kHeaderBytes);
-        readSync(fd, head, 0, kHeaderBytes, 0);
-        const h = readHeader(head);
-        if (typeof h === 'object') return h.segmentBytes;
-      } finally {
-        closeSync(fd);
-      }
+    for (const seq of listSegments(realStorage, shardDir)) {
+      const { head } = peekSegment(realStorage, join(shardDir, segmentFileName(seq)));
+      if (typeof head === 'object') largest = Math.max(largest ?? 0, head.segmentBytes);
     }
   }
-  return undefined;
+  return largest;
 }
 
 export async function run(argv: string[]): Promise<number> {

@@ -1,6 +1,8 @@
 import { EngineError } from '../errors.js';
 import type { PoolData } from '../pool-state.js';
-import type { PoolSummary, SpanSummary } from './summary.js';
+import type { LoadedSnapshot } from '../snapshot/chain.js';
+import type { DecodedSegment } from './decode-segment.js';
+import { mergeSpan, newSpanSummary, type PoolSummary, type SpanSummary } from './summary.js';
 
 function fail(s: PoolSummary, why: string): never {
   throw new EngineError('ERR_CORRUPT_WAL', `pool ${JSON.stringify(s.poolId)}: ${why}`, { details: { poolId: s.poolId, reason: why } });
@@ -39,4 +41,31 @@ export function applySpan(pools: Map<string, PoolData>, span: SpanSummary): void
     }
     if (s.lastRequestId > p.lastRequestId) p.lastRequestId = s.lastRequestId;
   }
+}
+
+/**
+ * The recovered state: the chosen snapshots' pools (shards of that run only), then every
+ * replayed segment's summary folded in (epoch, shard, seq) order, which is each pool's log
+ * order (within an epoch a pool lives in one shard).
+ */
+export function foldRecovery(
+  bases: Map<number, LoadedSnapshot>,
+  shards: number,
+  decoded: DecodedSegment[],
+): { pools: Map<string, PoolData>; maxRequestId: number; epochSeen: number; draws: number } {
+  const replayed = decoded.slice().sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
+  const total = newSpanSummary();
+  for (const d of replayed) mergeSpan(total, d.span);
+  const pools = new Map<string, PoolData>();
+  let maxRequestId = total.maxRequestId;
+  let epochSeen = 0;
+  for (const [k, b] of bases) {
+    epochSeen = Math.max(epochSeen, b.epoch);
+    if (k >= shards) continue;
+    for (const [id, p] of b.pools) pools.set(id, p);
+    maxRequestId = Math.max(maxRequestId, b.maxRequestId);
+  }
+  for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
+  applySpan(pools, total);
+  return { pools, maxRequestId, epochSeen, draws: total.draws };
 }

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { EngineError } from '../errors.js';
 import type { ChainLoad, LoadedSnapshot } from '../snapshot/chain.js';
-import { isSealed, kSealRotated, type SegmentHeader } from '../wal/format.js';
+import { isSealed, kSealRotated } from '../wal/format.js';
+import type { SegmentPeek } from '../wal/segment-peek.js';
 import { segmentFileName, shardDirName, snapshotFileName } from '../storage/data-dir.js';
 import type { DecodeTask } from './decode-segment.js';
 
@@ -10,14 +11,6 @@ import type { DecodeTask } from './decode-segment.js';
  * plan out: the files are read by the caller through the functions it passes, so every rule
  * here can be tested without a disk.
  */
-
-/** The first bytes of one segment file, as the caller read them. */
-export interface SegmentPeek {
-  /** The parsed header, 'empty' for 64 zero bytes, or why it is invalid. */
-  head: SegmentHeader | 'empty' | string;
-  /** A record starts right after the header. */
-  hasRecords: boolean;
-}
 
 export type Peek = (file: string) => SegmentPeek;
 

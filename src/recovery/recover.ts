@@ -4,16 +4,15 @@ import { workerEntry } from '../worker-path.js';
 import { EngineError, errorFromWire, messageOf, storageError, type WireError } from '../errors.js';
 import { loadNewestSnapshot, type LoadedSnapshot } from '../snapshot/chain.js';
 import { listSegments, listShardDirs, listSnapshots, segmentFileName, shardDirPath } from '../storage/data-dir.js';
-import { readFileHead } from '../storage/durable.js';
 import { realStorage } from '../storage/real-storage.js';
 import type { Storage } from '../storage/storage.js';
-import { readHeader, kHeaderBytes } from '../wal/format.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
-import { chooseSnapshotSet, planReplay, type Peek, type SegmentPeek, type ShardListing } from './plan.js';
+import { chooseSnapshotSet, planReplay, type Peek, type ShardListing } from './plan.js';
+import { peekSegment, type SegmentPeek } from '../wal/segment-peek.js';
 import type { PoolData } from '../pool-state.js';
-import { applySpan } from './fold.js';
-import { mergeSpan, newSpanSummary } from './summary.js';
+import { foldRecovery } from './fold.js';
+import { removeTempFiles, zeroTornTail } from './repair.js';
 
 /** What open() recovered; available as `engine.recovery`. */
 export interface RecoveryReport {
@@ -90,30 +89,14 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
   };
 }
 
-/** Overwrite the start of a torn record with zeros so later scans end cleanly before it. */
-function zeroTail(storage: Storage, file: string, offset: number, size: number): void {
-  const n = Math.min(8, size - offset);
-  if (n <= 0) return;
-  let fd = -1;
-  try {
-    fd = storage.open(file, 'r+');
-    storage.write(fd, Buffer.alloc(n), 0, n, offset);
-    storage.datasync(fd);
-  } catch (err) {
-    throw storageError(err, `cannot repair torn tail of ${file}`);
-  } finally {
-    if (fd >= 0) storage.close(fd);
-  }
-}
-
 /** Header and first record length of each segment, read once per recovery. */
 function peeker(storage: Storage): { peek: Peek; work: (file: string) => number } {
   const cache = new Map<string, SegmentPeek & { work: number }>();
   const read = (file: string): SegmentPeek & { work: number } => {
     let p = cache.get(file);
     if (p === undefined) {
-      const head = readFileHead(storage, file, kHeaderBytes + 4);
-      const h = readHeader(head.subarray(0, kHeaderBytes));
+      const peeked = peekSegment(storage, file);
+      const h = peeked.head;
       const fd = storage.open(file, 'r');
       let size: number;
       try {
@@ -122,8 +105,7 @@ function peeker(storage: Storage): { peek: Peek; work: (file: string) => number 
         storage.close(fd);
       }
       p = {
-        head: h,
-        hasRecords: head.length === kHeaderBytes + 4 && head.readUInt32LE(kHeaderBytes) !== 0,
+        ...peeked,
         work: typeof h === 'object' && h.sealedEnd > 0 ? h.sealedEnd : size,
       };
       cache.set(file, p);
@@ -247,9 +229,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   const storage = opts.storage ?? realStorage;
   const listings: ShardListing[] = (opts.onlyShard === undefined ? listShardDirs(storage, dir) : [opts.onlyShard]).map((shard) => {
     const shardDir = shardDirPath(dir, shard);
-    if (!opts.readOnly) {
-      for (const name of storage.list(shardDir)) if (name.endsWith('.tmp')) storage.unlink(join(shardDir, name));
-    }
+    if (!opts.readOnly) removeTempFiles(storage, shardDir);
     return { shard, segments: listSegments(storage, shardDir) };
   });
   const { peek, work } = peeker(storage);
@@ -261,34 +241,23 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
 
   const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts, work);
   for (const d of decoded) {
-    if (d.torn && !opts.readOnly) zeroTail(storage, d.file, d.torn.offset, d.size);
+    if (d.torn && !opts.readOnly) zeroTornTail(storage, d.file, d.torn.offset, d.size);
     if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
     report.segments++;
     report.records += d.records;
     report.bytes += d.end;
   }
-  const replayed = decoded.slice().sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
-  const total = newSpanSummary();
-  for (const d of replayed) mergeSpan(total, d.span);
-
-  const pools = new Map<string, PoolData>();
-  let maxRequestId = total.maxRequestId;
+  // The first segments of an open that crashed before its snapshots: their epoch is used up too.
   let epochSeen = 0;
-  for (const [k, b] of choice.bases) {
-    if (k >= choice.shards) continue;
-    for (const [id, p] of b.pools) pools.set(id, p);
-    maxRequestId = Math.max(maxRequestId, b.maxRequestId);
-  }
-  for (const b of choice.bases.values()) epochSeen = Math.max(epochSeen, b.epoch);
-  for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
-  // The first segments of an open that crashed before its snapshots: their epoch is used up.
   for (const { shard, segments } of listings) {
     for (const seq of segments) {
       const { head } = peek(join(shardDirPath(dir, shard), segmentFileName(seq)));
       if (typeof head === 'object') epochSeen = Math.max(epochSeen, head.epoch);
     }
   }
-  applySpan(pools, total);
+  const folded = foldRecovery(choice.bases, choice.shards, decoded);
+  const { pools, maxRequestId } = folded;
+  epochSeen = Math.max(epochSeen, folded.epochSeen);
 
   const nextSeq = new Map<number, number>();
   for (const { shard, segments } of listings) {
@@ -299,7 +268,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   }
   report.epoch = epochSeen + 1;
   report.pools = pools.size;
-  report.drawsReplayed = total.draws;
+  report.drawsReplayed = folded.draws;
   report.maxRequestId = maxRequestId;
   report.threads = threads;
   report.threadsUsed = threadsUsed;

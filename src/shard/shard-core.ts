@@ -14,9 +14,7 @@ import {
   kWalBytesIndex,
 } from '../layout.js';
 import { Sfc32 } from '../prng.js';
-import type { SnapshotBody, SnapshotPool } from '../snapshot/format.js';
 import {
-  kTag,
   type SnapshotJob,
   kOpCreate,
   kOpDraw,
@@ -30,7 +28,8 @@ import {
   type PoolStateReply,
   type ShardConfig,
 } from '../protocol.js';
-import { WeightedSelector } from '../selector.js';
+import { kEmptyDraw, WeightedSelector } from '../selector.js';
+import { SnapshotPlanner, type SnapshotSource } from './snapshot-planner.js';
 import { realStorage } from '../storage/real-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { FileWalWriter } from '../wal/file-writer.js';
@@ -76,16 +75,7 @@ export class ShardCore {
   #failure: EngineError | undefined;
   #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
   #maxRequestId = 0;
-  #snap: SnapshotState = {
-    seq: 0,
-    files: [],
-    at: new Map(),
-    dirty: new Set(),
-    recordsAt: 0,
-    sinceFull: 0,
-    job: undefined,
-    waiting: [],
-  };
+  readonly #snap = new SnapshotPlanner();
 
   constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
     this.config = config;
@@ -105,15 +95,7 @@ export class ShardCore {
     }
     this.#maxRequestId = Math.max(this.#maxRequestId, config.maxRequestId);
     const chain = config.chain;
-    if (chain) {
-      this.#snap.seq = chain.seq;
-      this.#snap.files = chain.files;
-      for (const p of pools) {
-        const at = chain.at.get(p.id);
-        if (at !== undefined) this.#snap.at.set(p.ref, at);
-        else this.#snap.dirty.add(p.ref);
-      }
-    }
+    if (chain) this.#snap.startFrom(chain, pools);
   }
 
   get failure(): EngineError | undefined {
@@ -156,20 +138,20 @@ export class ShardCore {
           const pool = this.#pools[ref];
           if (pool === undefined) {
             // Its creation failed earlier in this batch; the coordinator rejects this op.
-            out.fill(0xffff, at, at + count);
+            out.fill(kEmptyDraw, at, at + count);
             (reply.opErrors ??= []).push([o, unknownRef(ref)]);
           } else {
             empty += pool.selector.drawInto(this.#rng, count, out, at);
             this.#wal.appendDraws(ref, first, out, at, count);
             pool.lastRequestId = first + count - 1;
             if (pool.lastRequestId > this.#maxRequestId) this.#maxRequestId = pool.lastRequestId;
-            this.#snap.dirty.add(ref);
+            this.#snap.changed(ref);
           }
           at += count;
         } else {
           const control = batch.controls[c++]!;
           const result = this.#control(kind, ref, control);
-          if (control.type !== 'state' && !(result instanceof EngineError)) this.#snap.dirty.add(ref);
+          if (control.type !== 'state' && !(result instanceof EngineError)) this.#snap.changed(ref);
           if (result instanceof EngineError) {
             reply.controlResults.push(null);
             (reply.opErrors ??= []).push([o, errorToWire(result)]);
@@ -272,9 +254,9 @@ export class ShardCore {
   /** After a commit: the job of an automatic snapshot when one is due. */
   snapshotIfDue(): SnapshotJob | undefined {
     const every = this.config.snapshotEveryRecords;
-    if (every === 0 || this.config.wal === 'none' || this.#snap.job || this.#failure) return undefined;
+    if (every === 0 || this.config.wal === 'none' || this.#failure || !this.#snap.idle) return undefined;
     if (this.#wal.stats.records - this.#snap.recordsAt < every) return undefined;
-    const job = this.#beginSnapshot([]);
+    const job = this.#snap.begin([], this.#snapshotSource);
     return job === 'skipped' ? undefined : job;
   }
 
@@ -282,82 +264,41 @@ export class ShardCore {
   requestSnapshot(reqId: number): SnapshotJob | 'skipped' | 'queued' {
     if (this.config.wal === 'none') return 'skipped';
     if (this.#failure) throw this.#failure;
-    if (this.#snap.job) {
-      this.#snap.waiting.push(reqId);
+    if (!this.#snap.idle) {
+      this.#snap.queue(reqId);
       return 'queued';
     }
-    return this.#beginSnapshot([reqId]);
-  }
-
-  /**
-   * Copy the state at a segment boundary; everything else (encoding, writing, fsync, retiring
-   * covered files) happens on another thread. The copy is the only pause the draws see.
-   */
-  #beginSnapshot(reqIds: number[]): SnapshotJob | 'skipped' {
-    const snap = this.#snap;
-    const recordsNow = this.#wal.stats.records;
-    if (snap.dirty.size === 0 && recordsNow === snap.recordsAt) return 'skipped';
-    const seq = this.#wal.snapshotBoundary();
-    this.#publishWalStats();
-    if (seq === snap.seq) return 'skipped';
-    const refs: number[] = [];
-    for (let r = 0; r < this.#pools.length; r++) if (this.#pools[r] !== undefined) refs.push(r);
-    const distinctFiles = new Set(snap.at.values()).size;
-    const full = snap.files.length === 0 || snap.sinceFull >= kFullSnapshotEvery - 1 || distinctFiles > kMaxChainFiles;
-    const included = full ? refs : refs.filter((r) => snap.dirty.has(r) || !snap.at.has(r));
-    const pools: SnapshotPool[] = included.map((r) => {
-      const p = this.#pools[r]!;
-      const sel = p.selector;
-      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId };
-    });
-    const includedSet = new Set(included);
-    const at = refs.map((r) => (includedSet.has(r) ? seq : snap.at.get(r)!));
-    const files = [...new Set(at.concat(seq))].sort((a, b) => a - b);
-    const body: SnapshotBody = {
-      epoch: this.config.epoch,
-      shard: this.config.shard,
-      shards: this.config.shards,
-      coversBelow: seq,
-      maxRequestId: this.#maxRequestId,
-      kind: full ? 'full' : 'incremental',
-      createdAt: Date.now(),
-      manifest: { poolIds: refs.map((r) => this.#pools[r]!.id), at },
-      pools,
-    };
-    snap.job = { seq, included, at: new Map(refs.map((r, i) => [r, at[i]!])), files, full, recordsAt: recordsNow, dirty: snap.dirty };
-    snap.dirty = new Set();
-    return {
-      tag: kTag,
-      type: 'snapshotJob',
-      reqIds,
-      body,
-      // Keep the new chain and the current one (the fallback if the new one is ever damaged),
-      // and the WAL from the current one on.
-      retention: { keepSnapshots: [...new Set(files.concat(snap.files))], deleteSegmentsBelow: snap.seq, snapshotsBelow: seq },
-    };
+    return this.#snap.begin([reqId], this.#snapshotSource);
   }
 
   /** The coordinator wrote the snapshot (error null) or failed to. Returns the next job if calls were waiting. */
   endSnapshot(seq: number, error: EngineError | null): { job: SnapshotJob | 'skipped' | undefined; reqIds: number[] } {
-    const snap = this.#snap;
-    const job = snap.job;
-    snap.job = undefined;
-    if (job !== undefined && job.seq === seq) {
-      if (error === null) {
-        snap.seq = job.seq;
-        snap.files = job.files;
-        snap.at = job.at;
-        snap.sinceFull = job.full ? 0 : snap.sinceFull + 1;
-        snap.recordsAt = job.recordsAt;
-      } else {
-        for (const r of job.dirty) snap.dirty.add(r);
-      }
-    }
-    const waiting = snap.waiting;
-    snap.waiting = [];
+    const waiting = this.#snap.end(seq, error);
     if (waiting.length === 0 || this.#failure) return { job: undefined, reqIds: waiting };
-    return { job: this.#beginSnapshot(waiting), reqIds: waiting };
+    return { job: this.#snap.begin(waiting, this.#snapshotSource), reqIds: waiting };
   }
+
+  /** What the snapshot planner reads of this shard. */
+  readonly #snapshotSource: SnapshotSource = {
+    records: () => this.#wal.stats.records,
+    boundary: () => {
+      const seq = this.#wal.snapshotBoundary();
+      this.#publishWalStats();
+      return seq;
+    },
+    refs: () => {
+      const refs: number[] = [];
+      for (let r = 0; r < this.#pools.length; r++) if (this.#pools[r] !== undefined) refs.push(r);
+      return refs;
+    },
+    id: (ref) => this.#pools[ref]!.id,
+    copy: (ref) => {
+      const p = this.#pools[ref]!;
+      const sel = p.selector;
+      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId };
+    },
+    header: () => ({ epoch: this.config.epoch, shard: this.config.shard, shards: this.config.shards, maxRequestId: this.#maxRequestId }),
+  };
 
   async close(): Promise<void> {
     try {
@@ -366,27 +307,6 @@ export class ShardCore {
       this.#publishWalStats();
     }
   }
-}
-
-/** Every so many snapshots, or when the chain spans more files than this, write a full one. */
-const kFullSnapshotEvery = 8;
-const kMaxChainFiles = 8;
-
-interface SnapshotState {
-  /** Seq of the newest written snapshot of this shard (0 = none yet). */
-  seq: number;
-  /** Files of its chain. */
-  files: number[];
-  /** Pool ref -> snapshot seq holding its latest written state. */
-  at: Map<number, number>;
-  /** Pools changed since the snapshot being built or written. */
-  dirty: Set<number>;
-  /** WAL record count covered by the newest snapshot. */
-  recordsAt: number;
-  sinceFull: number;
-  job: { seq: number; included: number[]; at: Map<number, number>; files: number[]; full: boolean; recordsAt: number; dirty: Set<number> } | undefined;
-  /** engine.snapshot() calls that arrived while a job was in flight. */
-  waiting: number[];
 }
 
 function unknownRefError(ref: number): EngineError {

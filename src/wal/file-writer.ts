@@ -1,10 +1,10 @@
 import { storageError } from '../errors.js';
-import { SegmentWriterBase } from './segment-writer.js';
+import { RecordWriter } from './record-writer.js';
 
 const kStagingBytes = 1 << 20;
 
 /** Records staged in memory and written with pwrite; a sync is an fdatasync. */
-export class FileWalWriter extends SegmentWriterBase {
+export class FileWalWriter extends RecordWriter {
   protected readonly wholeSegment = false;
   #fd = -1;
   #path = '';

@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import { kEmptyDraw } from '../selector.js';
 
 /*
  * Segment layout (little-endian):
@@ -49,7 +50,7 @@ export const kUpdateBodyBytes = 32;
 
 /** Draw index meaning "nothing available": 0xFF in u8 records, 0xFFFF in u16 records. */
 export const kEmpty8 = 0xff;
-export const kEmpty16 = 0xffff;
+export const kEmpty16 = kEmptyDraw;
 
 /** Catalogs with fewer than 255 items log one byte per draw (255 is the empty marker). */
 export function drawWidth(itemCount: number): 1 | 2 {

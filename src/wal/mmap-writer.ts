@@ -1,10 +1,10 @@
 import { storageError } from '../errors.js';
 import type { Mapping } from '../storage/storage.js';
 import { kHeaderBytes } from './format.js';
-import { SegmentWriterBase } from './segment-writer.js';
+import { RecordWriter } from './record-writer.js';
 
 /** Records written straight into the mapped segment; a sync is an msync(MS_SYNC) of the dirty range. */
-export class MmapWalWriter extends SegmentWriterBase {
+export class MmapWalWriter extends RecordWriter {
   protected readonly wholeSegment = true;
   #mapping: Mapping | undefined;
 

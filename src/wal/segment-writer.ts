@@ -1,39 +1,11 @@
 import { join } from 'node:path';
 import { EngineError, storageError } from '../errors.js';
 import { segmentPath, shardDirPath } from '../storage/data-dir.js';
-import { makeDir, readFileHead } from '../storage/durable.js';
-import {
-  drawWidth,
-  isSealed,
-  kCreateHeaderBytes,
-  kDrawHeaderBytes,
-  kHeaderBytes,
-  kPoolRefHeaderBytes,
-  kRecCreatePool,
-  kRecDraw16,
-  kRecDraw8,
-  kRecordFrameBytes,
-  kRecPoolRef,
-  kRecUpdateItem,
-  kSealClosed,
-  kSealRotated,
-  kUpdateBodyBytes,
-  newSegmentHeader,
-  readHeader,
-  recordBytes,
-  recordCrc,
-  sealHeader,
-} from './format.js';
+import { makeDir } from '../storage/durable.js';
+import { isSealed, kHeaderBytes, kSealClosed, kSealRotated, newSegmentHeader, sealHeader, writeHeader } from './format.js';
+import { peekSegment, type SegmentPeek } from './segment-peek.js';
 import { createSegment, nameSegment, prepareSpare } from './segment-create.js';
-import { firstSegmentBytes, type WalStats, type WalWriter, type WalWriterOptions } from './writer.js';
-
-interface PoolRefInfo {
-  poolId: Buffer;
-  itemCount: number;
-  width: 1 | 2;
-  /** Serial of the segment in which this ref was last defined. */
-  definedIn: number;
-}
+import { firstSegmentBytes, type WalStats, type WalWriterOptions } from './writer.js';
 
 /** A file prepared for the next rotation (blocks reserved, synced), named only when used. */
 interface Spare {
@@ -41,15 +13,13 @@ interface Spare {
   bytes: number;
 }
 
-/** Below this many draws left to place, a nearly full segment is closed rather than split into. */
-const kMinSplitDraws = 256;
-
 /**
- * Framing, pool refs, rotation and spare-segment preparation shared by the mmap and file
- * writers. Subclasses expose the bytes of the current segment as `buf`, where segment offset p
- * lives at buf[p - bufBase].
+ * A shard's segments: the first one adopted or created, rotation to the next (growing) one,
+ * the spare prepared ahead, the sync policy, the seals. RecordWriter frames records on top;
+ * the mmap and file writers expose the bytes of the current segment as `buf`, where segment
+ * offset p lives at buf[p - bufBase].
  */
-export abstract class SegmentWriterBase implements WalWriter {
+export abstract class SegmentWriterBase {
   readonly stats: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
   protected readonly opts: WalWriterOptions;
   protected readonly shardDir: string;
@@ -63,8 +33,8 @@ export abstract class SegmentWriterBase implements WalWriter {
   /** Size of the current segment (its header says so). */
   protected segmentBytes = 0;
   #header = Buffer.alloc(kHeaderBytes);
-  #serial = 0;
-  #refs = new Map<number, PoolRefInfo>();
+  /** Bumped each time a new segment becomes current (refs must be defined again in it). */
+  protected serial = 0;
   #spare: Spare | undefined;
   #spareScheduled = false;
   #spareCounter = 0;
@@ -134,14 +104,14 @@ export abstract class SegmentWriterBase implements WalWriter {
    */
   #adopt(path: string): boolean {
     if (!this.opts.storage.exists(path)) return false;
-    let head: Buffer;
+    let peek: SegmentPeek;
     try {
-      head = readFileHead(this.opts.storage, path, kHeaderBytes + 4);
+      peek = peekSegment(this.opts.storage, path);
     } catch (err) {
       throw storageError(err, `cannot read segment ${path}`);
     }
-    const h = readHeader(head.subarray(0, kHeaderBytes));
-    if (typeof h !== 'object' || h.shard !== this.opts.shard || h.seq !== this.seq || h.epoch !== this.opts.epoch || isSealed(h) || head.readUInt32LE(kHeaderBytes) !== 0) {
+    const h = peek.head;
+    if (typeof h !== 'object' || h.shard !== this.opts.shard || h.seq !== this.seq || h.epoch !== this.opts.epoch || isSealed(h) || peek.hasRecords) {
       throw new EngineError('ERR_SHARD_FAILED', `segment ${path} exists but is not an empty segment of shard ${this.opts.shard}, epoch ${this.opts.epoch}`, {
         details: { file: path },
       });
@@ -158,22 +128,21 @@ export abstract class SegmentWriterBase implements WalWriter {
   }
 
   #activate(path: string): void {
-    let head: Buffer;
+    let h: SegmentPeek['head'];
     try {
-      head = readFileHead(this.opts.storage, path, kHeaderBytes);
+      h = peekSegment(this.opts.storage, path).head;
     } catch (err) {
       throw storageError(err, `cannot read segment ${path}`);
     }
-    const h = readHeader(head);
     if (typeof h !== 'object') throw new EngineError('ERR_SHARD_FAILED', `segment ${path}: ${h}`, { details: { file: path } });
-    head.copy(this.#header, 0);
+    writeHeader(this.#header, 0, h); // the same bytes: a segment being activated is unsealed
     this.segmentBytes = h.segmentBytes;
     this.openSegment(path, h.segmentBytes);
     // The header is already durable: records start after it.
     this.pos = kHeaderBytes;
     this.syncedPos = kHeaderBytes;
     this.bufBase = this.wholeSegment ? 0 : kHeaderBytes;
-    this.#serial++;
+    this.serial++;
   }
 
   /** The size of the segment after this one: double, and at least `need` bytes, up to segmentBytes. */
@@ -211,7 +180,7 @@ export abstract class SegmentWriterBase implements WalWriter {
    * (durably), and only then is this one sealed as rotated; so a segment sealed as rotated
    * always has its successor on disk, and a missing successor is damage, never a crash.
    */
-  #rotate(need = 0): void {
+  protected rotate(need = 0): void {
     const durable = this.opts.sync !== 'never';
     if (durable) this.syncNow();
     else this.flushWindow();
@@ -242,121 +211,8 @@ export abstract class SegmentWriterBase implements WalWriter {
     }
   }
 
-  /** Reserve a record with a body of bodyLen bytes; returns the buf index of the body. */
-  #begin(bodyLen: number): number {
-    const total = recordBytes(bodyLen);
-    if (total > this.opts.segmentBytes - kHeaderBytes) {
-      throw new EngineError('ERR_INVALID_ARGUMENT', `a record of ${total} bytes does not fit in a segment of ${this.opts.segmentBytes} bytes`, {
-        details: { recordBytes: total, segmentBytes: this.opts.segmentBytes },
-      });
-    }
-    if (this.pos + total > this.segmentBytes) this.#rotate(total);
-    this.ensureWindow(total);
-    return this.pos - this.bufBase + kRecordFrameBytes;
-  }
-
-  /** Seal the record: CRC, then the length last, so a crash mid-record leaves a zero length. */
-  #end(bodyAt: number, bodyLen: number): void {
-    const buf = this.buf;
-    const frame = bodyAt - kRecordFrameBytes;
-    buf.writeUInt32LE(recordCrc(buf.subarray(bodyAt, bodyAt + bodyLen), this.seq), frame + 4);
-    buf.writeUInt32LE(bodyLen, frame);
-    const total = recordBytes(bodyLen);
-    // Padding is zeroed so no stale memory of the reused file staging buffer reaches disk.
-    buf.fill(0, bodyAt + bodyLen, frame + total);
-    this.pos += total;
-    this.stats.bytes += total;
-    this.stats.records++;
-  }
-
-  registerPool(ref: number, poolId: string, itemCount: number): void {
-    this.#refs.set(ref, { poolId: Buffer.from(poolId, 'utf8'), itemCount, width: drawWidth(itemCount), definedIn: 0 });
-  }
-
-  #ref(ref: number): PoolRefInfo {
-    const info = this.#refs.get(ref);
-    if (info === undefined) throw new EngineError('ERR_SHARD_FAILED', `WAL writer: pool ref ${ref} was never registered`);
-    if (info.definedIn !== this.#serial) {
-      const bodyLen = kPoolRefHeaderBytes + info.poolId.length;
-      const at = this.#begin(bodyLen);
-      const buf = this.buf;
-      buf.writeUInt32LE(kRecPoolRef, at); // type in the low byte, pad zero
-      buf.writeUInt32LE(ref, at + 4);
-      buf.writeUInt32LE(info.itemCount, at + 8);
-      info.poolId.copy(buf, at + kPoolRefHeaderBytes);
-      this.#end(at, bodyLen);
-      info.definedIn = this.#serial;
-    }
-    return info;
-  }
-
-  appendCreate(ref: number, packed: Uint8Array): void {
-    const bodyLen = kCreateHeaderBytes + packed.length;
-    const at = this.#begin(bodyLen);
-    const buf = this.buf;
-    buf.writeUInt32LE(kRecCreatePool, at);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.set(packed, at + kCreateHeaderBytes);
-    this.#end(at, bodyLen);
-    // A CreatePool record defines the ref in this segment (rotation inside #begin came first).
-    const info = this.#refs.get(ref);
-    if (info) info.definedIn = this.#serial;
-  }
-
-  appendUpdate(ref: number, itemIndex: number, weight: number, quantity: number): void {
-    this.#ref(ref);
-    const at = this.#begin(kUpdateBodyBytes);
-    const serialBefore = this.#serial;
-    if (serialBefore !== this.#refs.get(ref)!.definedIn) {
-      // #begin rotated: define the ref in the new segment first. Rare, so simply retry.
-      this.appendUpdate(ref, itemIndex, weight, quantity);
-      return;
-    }
-    const buf = this.buf;
-    buf.writeUInt32LE(kRecUpdateItem, at);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.writeUInt32LE(itemIndex, at + 8);
-    buf.writeUInt32LE(0, at + 12);
-    buf.writeDoubleLE(weight, at + 16);
-    buf.writeDoubleLE(quantity, at + 24);
-    this.#end(at, kUpdateBodyBytes);
-  }
-
-  appendDraws(ref: number, firstRequestId: number, indices: Uint16Array, offset: number, count: number): void {
-    let done = 0;
-    while (done < count) {
-      const info = this.#ref(ref);
-      const width = info.width;
-      const left = count - done;
-      const room = Math.floor((this.segmentBytes - this.pos - kRecordFrameBytes - kDrawHeaderBytes - 3) / width);
-      const chunk = Math.min(left, room);
-      if (chunk < Math.min(left, kMinSplitDraws) && this.pos > kHeaderBytes) {
-        this.#rotate();
-        continue;
-      }
-      const bodyLen = kDrawHeaderBytes + chunk * width;
-      const at = this.#begin(bodyLen);
-      const buf = this.buf;
-      buf.writeUInt32LE(width === 1 ? kRecDraw8 : kRecDraw16, at);
-      buf.writeUInt32LE(ref, at + 4);
-      buf.writeDoubleLE(firstRequestId + done, at + 8);
-      buf.writeUInt32LE(chunk, at + 16);
-      const out = at + kDrawHeaderBytes;
-      const from = offset + done;
-      if (width === 1) {
-        // A typed-array set converts each u16 to u8 modulo 256 in native code: indices below
-        // 255 stay as they are and the empty marker 0xFFFF becomes 0xFF (kEmpty8).
-        buf.set(indices.subarray(from, from + chunk), out);
-      } else {
-        buf.set(new Uint8Array(indices.buffer, indices.byteOffset + from * 2, chunk * 2), out);
-      }
-      this.#end(at, bodyLen);
-      done += chunk;
-    }
-  }
-
   snapshotBoundary(): number {
-    if (this.pos !== kHeaderBytes) this.#rotate();
+    if (this.pos !== kHeaderBytes) this.rotate();
     return this.seq;
   }
 

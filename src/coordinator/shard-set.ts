@@ -1,0 +1,75 @@
+import type { EngineError } from '../errors.js';
+import { createMetricsBuffer } from '../layout.js';
+import { readMetrics, type EngineMetrics } from '../metrics.js';
+import type { PreparedDir } from '../open.js';
+import type { FilledOptions } from '../options.js';
+import type { SnapshotJob } from '../protocol.js';
+import type { IdCounter } from './batcher.js';
+import { PoolDirectory } from './pool-directory.js';
+import { ShardClient } from './shard-client.js';
+import { SnapshotWriter } from './snapshot-writer.js';
+import { Supervisor } from './supervisor.js';
+
+export type ShardSetEvent = 'shardExit' | 'shardRestart' | 'snapshotError';
+
+/**
+ * Everything the coordinator runs for a set of shards, wired together: one client per shard,
+ * the pool directory that routes to them, the shared metrics block, the snapshot writer and the
+ * supervisor that starts and restarts them.
+ */
+export class ShardSet {
+  readonly shards: ShardClient[] = [];
+  readonly pools: PoolDirectory;
+  readonly #metrics: SharedArrayBuffer;
+  readonly #snapshots: SnapshotWriter | undefined;
+  readonly #supervisor: Supervisor;
+
+  constructor(opts: FilledOptions, prepared: PreparedDir, emit: (event: ShardSetEvent, payload: unknown) => void) {
+    const { state } = prepared;
+    this.#metrics = createMetricsBuffer(opts.shards);
+    this.pools = new PoolDirectory(opts.shards);
+    const ids: IdCounter = { next: state.maxRequestId + 1 };
+    this.#snapshots = opts.wal === 'none' ? undefined : new SnapshotWriter(opts.dir!, opts.archive, (shard, error) => emit('snapshotError', { shard, error }));
+    const hooks = {
+      writeSnapshot: (job: SnapshotJob) => this.#snapshots!.write(job),
+      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#supervisor.onExit(shard, err),
+    };
+    for (let k = 0; k < opts.shards; k++) this.shards.push(new ShardClient(k, ids, opts.maxPending, this.#metrics, hooks));
+    for (const pools of prepared.poolsByShard) for (const p of pools) this.pools.register(p.id, p.itemIds, true);
+    this.#supervisor = new Supervisor({
+      opts,
+      epoch: state.epoch,
+      metrics: this.#metrics,
+      shards: this.shards,
+      directory: this.pools,
+      ids,
+      snapshots: this.#snapshots,
+      emit,
+    });
+  }
+
+  start(prepared: PreparedDir): Promise<void> {
+    return this.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs);
+  }
+
+  /** Once what is queued has been answered, snapshot every shard; resolves when all are durable. */
+  async snapshotAll(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.drained()));
+    await Promise.all(this.shards.map((s) => s.snapshot()));
+  }
+
+  metrics(): EngineMetrics {
+    return readMetrics(this.#metrics, this.shards.length);
+  }
+
+  /** No restarts from here on. */
+  stopRestarts(): void {
+    this.#supervisor.stop();
+  }
+
+  async close(): Promise<void> {
+    this.#supervisor.stop();
+    await Promise.all(this.shards.map((s) => s.close()));
+    await this.#snapshots?.close();
+  }
+}
