@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { badCount, engineClosed, noSuchPool, notAnEngine } from './call-errors.js';
+import { badCount, engineClosed, keyedCallTooLarge, noSuchPool, notAnEngine, readKey, type DrawOptions } from './call-errors.js';
 import { checkPoolId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
 import type { DrawResult } from './coordinator/batcher.js';
 import type { PoolMeta } from './coordinator/pool-meta.js';
@@ -14,27 +14,9 @@ import { fillOptions, type DrawEngineOptions, type FilledOptions } from './optio
 import { toPoolState, type PoolState } from './pool-state.js';
 import { kOpCreate, kOpState, kOpUpdate, type PoolStateReply } from './protocol.js';
 import type { RecoveryReport } from './recovery/recover.js';
+import { kMaxDrawMany, kShardWorkers, type DrawEngineEvents } from './engine-types.js';
 
-/**
- * Most draws one drawMany call may ask for: 2^24 (16,777,216), so a single call holds at most
- * 32 MiB of indices on each side of the thread boundary. More is several calls.
- */
-export const kMaxDrawMany = 1 << 24;
-
-/** Internal handle for tests and diagnostics: the shard Worker objects. */
-export const kShardWorkers = Symbol.for('reward-pool-engine.shardWorkers');
-
-/** The events a DrawEngine emits, with their arguments. */
-export interface DrawEngineEvents {
-  /** A shard worker died; its calls in flight were rejected with ERR_SHARD_FAILED. */
-  shardExit: [{ shard: number; error: unknown }];
-  /** A shard is back after a restart, on a new thread. */
-  shardRestart: [{ shard: number; threadId: number }];
-  /** A snapshot could not be written (the WAL still holds everything; the next one retries). */
-  snapshotError: [{ shard: number; error: unknown }];
-  /** close() has finished. */
-  close: [];
-}
+export { kMaxDrawMany, kShardWorkers, type DrawEngineEvents } from './engine-types.js';
 
 /**
  * The coordinator. It validates, routes each pool to its shard by a stable hash and batches
@@ -104,6 +86,11 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     return this.#recovery;
   }
 
+  /** True once close() has been called: every method then rejects with ERR_ENGINE_CLOSED. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** The options in force, defaults filled in. */
   get options(): Readonly<FilledOptions> {
     return this.#opts;
@@ -146,22 +133,34 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   }
 
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
-  draw(poolId: string): Promise<DrawResult> {
+  draw(poolId: string, options?: DrawOptions): Promise<DrawResult> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('draw'));
     const meta = this.#route(poolId);
     if (meta instanceof Promise) return meta;
-    return this.#shards[meta.shard]!.draw(meta);
+    if (options === undefined) return this.#shards[meta.shard]!.draw(meta);
+    return this.#keyed<DrawResult>('draw', meta, 1, options, false);
   }
 
   /** `count` draws in one call (1 .. 2^24): a DrawBatch with consecutive request ids. */
-  drawMany(poolId: string, count: number): Promise<DrawBatch> {
+  drawMany(poolId: string, count: number, options?: DrawOptions): Promise<DrawBatch> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('drawMany'));
     const meta = this.#route(poolId);
     if (meta instanceof Promise) return meta;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
       return Promise.reject(badCount(poolId, count, kMaxDrawMany));
     }
-    return this.#shards[meta.shard]!.drawMany(meta, count);
+    if (options === undefined) return this.#shards[meta.shard]!.drawMany(meta, count);
+    return this.#keyed<DrawBatch>('drawMany', meta, count, options, true);
+  }
+
+  /** A call given options: with an idempotency key it goes through the key index. */
+  #keyed<T>(method: string, meta: PoolMeta, count: number, options: DrawOptions, asBatch: boolean): Promise<T> {
+    const key = readKey(method, options);
+    if (key instanceof EngineError) return Promise.reject(key);
+    if (key === undefined) return asBatch ? (this.#shards[meta.shard]!.drawMany(meta, count) as Promise<T>) : (this.#shards[meta.shard]!.draw(meta) as Promise<T>);
+    const tooLarge = keyedCallTooLarge(meta, count, key, this.#opts);
+    if (tooLarge !== undefined) return Promise.reject(tooLarge);
+    return this.#set.keyed<T>(meta, count, key, asBatch);
   }
 
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */

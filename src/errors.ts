@@ -20,6 +20,11 @@ export const codes = {
   ERR_CORRUPT_WAL: 'corrupt write-ahead log',
   ERR_CORRUPT_SNAPSHOT: 'corrupt snapshot',
   ERR_DISK_FULL: 'disk full',
+  // idempotent draws
+  ERR_IDEMPOTENCY_MISMATCH: 'idempotency key reused with another pool or count',
+  // replication
+  ERR_NOT_LEADER: 'not the leader',
+  ERR_REPLICATION_UNAVAILABLE: 'replication unavailable',
 } as const;
 
 export type ErrorCode = keyof typeof codes;

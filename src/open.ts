@@ -2,7 +2,7 @@ import { EngineError } from './errors.js';
 import { shardOf } from './hash.js';
 import { nativeLoadError } from './native/index.js';
 import { acquireDirLock } from './lock.js';
-import type { FilledOptions } from './options.js';
+import { windowOf, type FilledOptions } from './options.js';
 import type { PoolData } from './pool-state.js';
 import { emptyReport, recoverDir, type RecoveredState } from './recovery/recover.js';
 import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
@@ -43,7 +43,7 @@ export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
   }
   const release = await acquireDirLock(dir);
   try {
-    const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress });
+    const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts) });
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
     const storage = realStorage;

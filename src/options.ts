@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { asEngineError, EngineError, show } from './errors.js';
+import type { WindowLimits } from './idempotency.js';
 
 export type WalMode = 'mmap' | 'file' | 'none';
 export type SyncMode = 'always' | 'interval' | 'never';
@@ -29,6 +30,15 @@ export interface DrawEngineOptions {
   archive?: boolean;
   /** Called as WAL segments are replayed during open (done, total). Default: none. */
   recoveryProgress?: ((done: number, total: number) => void) | undefined;
+  /**
+   * Idempotency keys retained per pool: a repeated key within the newest this many keyed calls
+   * of its pool returns the original outcome. Each costs its key plus ~100 bytes in the shard
+   * and ~80 in the coordinator, and its draws' outcomes (2 bytes per draw), in memory and in
+   * snapshots. Default: `100_000`.
+   */
+  idempotencyKeys?: number;
+  /** Draw outcomes retained per pool across its keys (older keys go first; the newest key always stays). Default: `4_194_304`. */
+  idempotencyDraws?: number;
 }
 
 export interface FilledOptions {
@@ -44,6 +54,13 @@ export interface FilledOptions {
   maxPending: number;
   archive: boolean;
   recoveryProgress: ((done: number, total: number) => void) | undefined;
+  idempotencyKeys: number;
+  idempotencyDraws: number;
+}
+
+/** The idempotency window of these options. */
+export function windowOf(opts: FilledOptions): WindowLimits {
+  return { keys: opts.idempotencyKeys, draws: opts.idempotencyDraws };
 }
 
 export const kMinSegmentBytes = 4096;
@@ -64,6 +81,8 @@ export function defaultOptions(): FilledOptions {
     maxPending: 1 << 20,
     archive: false,
     recoveryProgress: undefined,
+    idempotencyKeys: 100_000,
+    idempotencyDraws: 1 << 22,
   };
 }
 
@@ -123,6 +142,8 @@ export function fillOptions(options: unknown): FilledOptions {
   int(o, 'snapshotEveryRecords', 0, Number.MAX_SAFE_INTEGER);
   int(o, 'replayThreads', 1, 256);
   int(o, 'maxPending', 1, 1 << 30);
+  int(o, 'idempotencyKeys', 1, 100_000_000);
+  int(o, 'idempotencyDraws', 1, 2 ** 40);
   if (o.seed !== undefined && (typeof o.seed !== 'number' || !Number.isSafeInteger(o.seed))) invalid('seed', 'must be a safe integer', o.seed);
   if (o.archive !== undefined && typeof o.archive !== 'boolean') invalid('archive', 'must be a boolean', o.archive);
   if (o.recoveryProgress !== undefined && typeof o.recoveryProgress !== 'function') invalid('recoveryProgress', 'must be a function', o.recoveryProgress);

@@ -1,3 +1,5 @@
+import type { KeyedOutcome } from './idempotency.js';
+
 /*
  * The one shape of a pool's state. The shard's init, a snapshot's pools, what recovery hands
  * over and a state reply are all PoolData (with typed arrays where they cross a thread, plain
@@ -15,6 +17,8 @@ export interface PoolData<A extends ArrayLike<number> = number[]> {
   drawn: A;
   /** Request id of the pool's latest draw (0 before any). */
   lastRequestId: number;
+  /** The pool's idempotency window, oldest first (absent: empty). */
+  keys?: KeyedOutcome[];
 }
 
 export interface PoolItemState {
@@ -51,5 +55,6 @@ export function plainPoolData(d: PoolData<ArrayLike<number>>): PoolData {
     quantities: Array.from(d.quantities),
     drawn: Array.from(d.drawn),
     lastRequestId: d.lastRequestId,
+    keys: d.keys?.slice() ?? [],
   };
 }

@@ -1,6 +1,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { ItemSpec } from './catalog.js';
 import type { WireError } from './errors.js';
+import type { WindowLimits } from './idempotency.js';
 import type { PoolData } from './pool-state.js';
 import type { SyncMode, WalMode } from './options.js';
 import type { SnapshotBody } from './snapshot/format.js';
@@ -17,6 +18,8 @@ export const kOpDraw = 1;
 export const kOpCreate = 2;
 export const kOpUpdate = 3;
 export const kOpState = 4;
+/** A draw() or drawMany() with an idempotency key: its key travels in BatchMessage.keys. */
+export const kOpDrawKeyed = 5;
 export const kOpStride = 4;
 
 /** A pool handed to a shard at start: its state and its ref in that shard. */
@@ -38,6 +41,8 @@ export interface ShardConfig {
   /** Shard count of this run (recorded in snapshots). */
   shards: number;
   snapshotEveryRecords: number;
+  /** The idempotency window per pool. */
+  idempotency: WindowLimits;
   /** Highest request id known at start (snapshots record at least this). */
   maxRequestId: number;
   /**
@@ -135,6 +140,8 @@ export interface BatchMessage {
   ops: Float64Array;
   /** One per non-draw op, in op order. */
   controls: Control[];
+  /** One per keyed draw op, in op order. */
+  keys: string[];
 }
 
 /** The pool's state, read in order with its draws (typed-array copies, transferred). */
@@ -147,6 +154,11 @@ export interface BatchReply {
   indices: Uint16Array;
   /** One per non-draw op, in op order: PoolStateReply for 'state', null otherwise. */
   controlResults: (PoolStateReply | null)[];
+  /**
+   * Keyed draw ops whose key was already in the window, as [opIndex, firstRequestId]: nothing
+   * was drawn, their indices are the original outcome, with the original request ids.
+   */
+  replayed: [number, number][] | null;
   /** Per-op failures as [opIndex, error]; the other ops succeeded. */
   opErrors: [number, WireError][] | null;
   /** Set when nothing in the batch was acknowledged (the shard is failed). */

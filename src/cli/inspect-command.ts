@@ -3,7 +3,7 @@ import { loadNewestSnapshot } from '../snapshot/chain.js';
 import { readSnapshotFile } from '../snapshot/format.js';
 import { listSegments, listShardDirs, listSnapshots, segmentFileName, shardDirPath, snapshotFileName } from '../storage/data-dir.js';
 import { realStorage } from '../storage/real-storage.js';
-import { kRecDraw16, kRecDraw8, kRecordTypeNames } from '../wal/format.js';
+import { kRecDraw16, kRecDraw8, kRecKeyedDraw, kRecordTypeNames } from '../wal/format.js';
 import { scanSegment } from '../wal/reader.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import { parseDirArgs } from './dir-args.js';
@@ -57,7 +57,7 @@ export function inspectDir(dir: string): { shards: { shard: number; segments: Se
         const scan = scanSegment(src, { file, newest: i === seqs.length - 1 }, (type, body) => {
           const name = kRecordTypeNames[type] ?? String(type);
           info.records[name] = (info.records[name] ?? 0) + 1;
-          if (type === kRecDraw8 || type === kRecDraw16) {
+          if (type === kRecDraw8 || type === kRecDraw16 || type === kRecKeyedDraw) {
             const first = body.readDoubleLE(8);
             const count = body.readUInt32LE(16);
             info.draws += count;

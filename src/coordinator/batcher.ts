@@ -1,6 +1,6 @@
 import { DrawBatch } from '../draw-batch.js';
 import { EngineError, errorFromWire } from '../errors.js';
-import { kOpDraw, kOpStride, type BatchMessage, type BatchReply, type Control } from '../protocol.js';
+import { kOpDraw, kOpDrawKeyed, kOpStride, type BatchMessage, type BatchReply, type Control } from '../protocol.js';
 import { kEmptyDraw } from '../selector.js';
 import { lastReject, lastResolve, newPending, Op } from './op.js';
 import type { PoolMeta } from './pool-meta.js';
@@ -81,6 +81,19 @@ export class Batcher {
     return p;
   }
 
+  /** A draw() (asBatch false, count 1) or drawMany() call with an idempotency key: an op of its own. */
+  keyed<T>(pool: PoolMeta, count: number, key: string, asBatch: boolean): Promise<T> {
+    const op = new Op(kOpDrawKeyed, pool, count, null);
+    op.key = key;
+    op.asBatch = asBatch;
+    const p = newPending<T>();
+    op.resolve = lastResolve();
+    op.reject = lastReject();
+    this.#push(op);
+    this.#queuedDraws += count;
+    return p;
+  }
+
   control<T>(kind: number, pool: PoolMeta, control: Control): Promise<T> {
     const op = new Op(kind, pool, 0, control);
     const p = newPending<T>();
@@ -103,18 +116,21 @@ export class Batcher {
     this.#ops = [];
     const packed = new Float64Array(ops.length * kOpStride);
     const controls: Control[] = [];
+    const keys: string[] = [];
     const ids = this.#ids;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       const o = i * kOpStride;
       packed[o] = op.kind;
       packed[o + 1] = op.pool.ref;
-      if (op.kind === kOpDraw) {
+      if (op.kind === kOpDraw || op.kind === kOpDrawKeyed) {
         if (this.#runs[op.pool.ref] === op) this.#runs[op.pool.ref] = null;
+        // A keyed call whose key turns out to be known draws nothing: its ids stay unused.
         op.firstId = ids.next;
         ids.next += op.count;
         packed[o + 2] = op.count;
         packed[o + 3] = op.firstId;
+        if (op.key !== null) keys.push(op.key);
       } else {
         controls.push(op.control!);
       }
@@ -122,7 +138,7 @@ export class Batcher {
     const id = this.#nextBatchId++;
     this.#inflight.push({ id, ops, draws: this.#queuedDraws });
     this.#queuedDraws = 0;
-    return { type: 'batch', id, ops: packed, controls };
+    return { type: 'batch', id, ops: packed, controls, keys };
   }
 
   /**
@@ -144,6 +160,9 @@ export class Batcher {
     const opErrors = reply.opErrors;
     let nextErr = opErrors === null ? -1 : opErrors[0]![0];
     let errAt = 0;
+    const replayed = reply.replayed;
+    let nextReplay = replayed === null ? -1 : replayed[0]![0];
+    let replayAt = 0;
     const indices = reply.indices;
     let at = 0;
     let c = 0;
@@ -167,6 +186,18 @@ export class Batcher {
           } else {
             op.resolve!(new DrawBatch(first, items, indices.subarray(at, at + op.count)));
           }
+        }
+        at += op.count;
+      } else if (op.kind === kOpDrawKeyed) {
+        let first = op.firstId;
+        if (i === nextReplay) {
+          first = replayed![replayAt++]![1];
+          nextReplay = replayAt < replayed!.length ? replayed![replayAt]![0] : -1;
+        }
+        if (!failed) {
+          const slice = indices.subarray(at, at + op.count);
+          if (op.asBatch) op.resolve!(new DrawBatch(first, op.pool.items, slice));
+          else op.resolve!({ requestId: first, itemId: slice[0] === kEmptyDraw ? null : op.pool.items[slice[0]!]! });
         }
         at += op.count;
       } else {

@@ -20,6 +20,9 @@ export class Op {
   reject: Reject | null = null;
   control: Control | null;
   firstId = 0;
+  /** Keyed draws: the idempotency key, and whether the caller gets a DrawBatch (drawMany). */
+  key: string | null = null;
+  asBatch = false;
 
   constructor(kind: number, pool: PoolMeta, count: number, control: Control | null) {
     this.kind = kind;

@@ -86,6 +86,14 @@ export class ShardClient {
     return this.#batcher.drawMany(pool, count);
   }
 
+  keyed<T>(pool: PoolMeta, count: number, key: string, asBatch: boolean): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#admission.mustWait(count)) return this.#admission.wait(count, () => this.keyed<T>(pool, count, key, asBatch));
+    this.#admission.pending += count;
+    this.#schedule();
+    return this.#batcher.keyed<T>(pool, count, key, asBatch);
+  }
+
   control<T>(kind: number, pool: PoolMeta, control: Control): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#admission.mustWait(0)) return this.#admission.wait(0, () => this.control<T>(kind, pool, control));

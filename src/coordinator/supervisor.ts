@@ -1,10 +1,11 @@
 import type { EngineError } from '../errors.js';
 import { kRestartsIndex, shardBlock } from '../layout.js';
-import type { FilledOptions } from '../options.js';
+import { windowOf, type FilledOptions } from '../options.js';
 import type { PoolData } from '../pool-state.js';
 import type { InitMessage, PoolInit, ShardConfig } from '../protocol.js';
 import { recoverDir } from '../recovery/recover.js';
 import type { IdCounter } from './batcher.js';
+import type { IdempotencyIndex } from './idempotency-index.js';
 import type { PoolDirectory } from './pool-directory.js';
 import type { ShardClient } from './shard-client.js';
 import type { SnapshotWriter } from './snapshot-writer.js';
@@ -21,6 +22,7 @@ export interface SupervisorContext {
   readonly metrics: SharedArrayBuffer;
   readonly shards: readonly ShardClient[];
   readonly directory: PoolDirectory;
+  readonly keys: IdempotencyIndex;
   readonly ids: IdCounter;
   readonly snapshots: SnapshotWriter | undefined;
   emit(event: 'shardExit' | 'shardRestart', payload: unknown): void;
@@ -58,6 +60,7 @@ export class Supervisor {
       seed: opts.seed,
       shards: this.#ctx.shards.length,
       snapshotEveryRecords: opts.snapshotEveryRecords,
+      idempotency: windowOf(opts),
       maxRequestId: ids.next - 1,
       chain,
     };
@@ -100,12 +103,13 @@ export class Supervisor {
     const k = shard.index;
     const { directory, opts, snapshots } = this.#ctx;
     await snapshots?.settled(k);
-    const state = await recoverDir(opts.dir!, { replayThreads: 1, onlyShard: k });
+    const state = await recoverDir(opts.dir!, { replayThreads: 1, onlyShard: k, idempotency: windowOf(opts) });
     const pools = [...state.pools.values()];
     for (const p of pools) {
       // Logged, but its creation never reached the caller: it exists, so list it.
       const meta = directory.get(p.id) ?? directory.register(p.id, p.itemIds, true);
       meta.ready = true;
+      this.#ctx.keys.reset(meta, p.keys ?? []);
     }
     const base = state.bases.get(k);
     const chain: Chain = base ? { seq: base.coversBelow, files: base.files, at: new Map(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;

@@ -3,6 +3,7 @@ import { scanSegment } from '../wal/reader.js';
 import { realStorage } from '../storage/real-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { SegmentSource } from '../wal/segment-source.js';
+import type { WindowLimits } from '../idempotency.js';
 import { SegmentSummarizer, type SpanSummary } from './summary.js';
 
 export interface DecodeTask {
@@ -11,6 +12,8 @@ export interface DecodeTask {
   seq: number;
   /** Newest segment of its shard directory: a bad tail there is a torn write. */
   newest: boolean;
+  /** The idempotency window the keyed calls are trimmed to (default: none). */
+  limits?: WindowLimits;
 }
 
 export interface DecodedSegment extends DecodeTask {
@@ -30,7 +33,7 @@ export interface DecodedSegment extends DecodeTask {
 export function decodeSegment(task: DecodeTask, storage: Storage = realStorage): DecodedSegment {
   const src = SegmentSource.open(storage, task.file);
   try {
-    const summarizer = new SegmentSummarizer();
+    const summarizer = new SegmentSummarizer(task.limits);
     const scan = scanSegment(src, task, summarizer.visit);
     if (scan.header.seq !== task.seq || scan.header.shard !== task.shard) {
       throw new EngineError('ERR_CORRUPT_WAL', `${task.file} at offset 0: header says shard ${scan.header.shard} seq ${scan.header.seq}`, {
@@ -44,7 +47,7 @@ export function decodeSegment(task: DecodeTask, storage: Storage = realStorage):
       end: scan.end,
       size: src.size,
       torn: scan.torn,
-      span: summarizer.span,
+      span: summarizer.finish(),
     };
   } finally {
     src.close();

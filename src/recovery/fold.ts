@@ -1,5 +1,8 @@
 import { EngineError } from '../errors.js';
+import { trimWindow, type WindowLimits } from '../idempotency.js';
 import type { PoolData } from '../pool-state.js';
+
+const kNoLimits: WindowLimits = { keys: Infinity, draws: Infinity };
 import type { LoadedSnapshot } from '../snapshot/chain.js';
 import type { DecodedSegment } from './decode-segment.js';
 import { mergeSpan, newSpanSummary, type PoolSummary, type SpanSummary } from './summary.js';
@@ -9,7 +12,7 @@ function fail(s: PoolSummary, why: string): never {
 }
 
 /** Apply a folded span of WAL history on top of `pools` (from a snapshot, or empty). */
-export function applySpan(pools: Map<string, PoolData>, span: SpanSummary): void {
+export function applySpan(pools: Map<string, PoolData>, span: SpanSummary, limits: WindowLimits = kNoLimits): void {
   for (const s of span.pools.values()) {
     let p = pools.get(s.poolId);
     if (p === undefined) {
@@ -40,6 +43,7 @@ export function applySpan(pools: Map<string, PoolData>, span: SpanSummary): void
       p.drawn[i]! += s.draws[i]!;
     }
     if (s.lastRequestId > p.lastRequestId) p.lastRequestId = s.lastRequestId;
+    if (s.keyed.length > 0) p.keys = trimWindow((p.keys ?? []).concat(s.keyed), limits);
   }
 }
 
@@ -52,10 +56,11 @@ export function foldRecovery(
   bases: Map<number, LoadedSnapshot>,
   shards: number,
   decoded: DecodedSegment[],
+  limits: WindowLimits = kNoLimits,
 ): { pools: Map<string, PoolData>; maxRequestId: number; epochSeen: number; draws: number } {
   const replayed = decoded.slice().sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
   const total = newSpanSummary();
-  for (const d of replayed) mergeSpan(total, d.span);
+  for (const d of replayed) mergeSpan(total, d.span, limits);
   const pools = new Map<string, PoolData>();
   let maxRequestId = total.maxRequestId;
   let epochSeen = 0;
@@ -66,6 +71,6 @@ export function foldRecovery(
     maxRequestId = Math.max(maxRequestId, b.maxRequestId);
   }
   for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
-  applySpan(pools, total);
+  applySpan(pools, total, limits);
   return { pools, maxRequestId, epochSeen, draws: total.draws };
 }

@@ -10,6 +10,7 @@ import { SegmentSource } from '../wal/segment-source.js';
 import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-segment.js';
 import { chooseSnapshotSet, planReplay, type Peek, type ShardListing } from './plan.js';
 import { peekSegment, type SegmentPeek } from '../wal/segment-peek.js';
+import type { WindowLimits } from '../idempotency.js';
 import type { PoolData } from '../pool-state.js';
 import { foldRecovery } from './fold.js';
 import { removeTempFiles, zeroTornTail } from './repair.js';
@@ -60,6 +61,8 @@ export interface RecoverOptions {
   replayThreads: number;
   /** Default: the real disk. Another Storage makes replay run on the calling thread. */
   storage?: Storage;
+  /** The idempotency window recovered keys are trimmed to. Default: no trimming. */
+  idempotency?: WindowLimits;
   /** Inspect only: no torn-tail repair, no removal of anything. */
   readOnly?: boolean;
   /** Only this shard directory, and only snapshots/segments of this epoch (shard restart). */
@@ -237,6 +240,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   report.snapshotFallbacks = choice.fallbacks;
   report.snapshotsLoaded = choice.snapshotsLoaded;
   const { tasks, unwritten } = planReplay(dir, listings, choice, peek, (file) => allZero(storage, file));
+  if (opts.idempotency) for (const t of tasks) t.limits = opts.idempotency;
   report.removedSegments = unwritten;
 
   const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts, work);
@@ -255,7 +259,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
       if (typeof head === 'object') epochSeen = Math.max(epochSeen, head.epoch);
     }
   }
-  const folded = foldRecovery(choice.bases, choice.shards, decoded);
+  const folded = foldRecovery(choice.bases, choice.shards, decoded, opts.idempotency);
   const { pools, maxRequestId } = folded;
   epochSeen = Math.max(epochSeen, folded.epochSeen);
 

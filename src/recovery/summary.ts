@@ -11,7 +11,13 @@ import {
   kRecDraw8,
   kRecPoolRef,
   kRecUpdateItem,
+  kKeyedDrawHeaderBytes,
+  kRecKeyedDraw,
 } from '../wal/format.js';
+import { trimWindow, type KeyedOutcome, type WindowLimits } from '../idempotency.js';
+
+/** No trimming (unit tests); recovery passes the engine's window. */
+const kNoWindowLimits: WindowLimits = { keys: Infinity, draws: Infinity };
 
 /**
  * What a span of WAL records did to one pool. Per item: all draws, the last quantity/weight set
@@ -30,6 +36,8 @@ export interface PoolSummary {
   drawsAfterSetQ: Float64Array;
   setQ: Float64Array;
   setW: Float64Array;
+  /** Keyed calls of the span, oldest first, trimmed to the idempotency window. */
+  keyed: KeyedOutcome[];
 }
 
 export interface SpanSummary {
@@ -59,6 +67,7 @@ export function newPoolSummary(poolId: string, itemCount: number): PoolSummary {
     drawsAfterSetQ: new Float64Array(itemCount),
     setQ: new Float64Array(itemCount).fill(NaN),
     setW: new Float64Array(itemCount).fill(NaN),
+    keyed: [],
   };
 }
 
@@ -74,6 +83,17 @@ export function newSpanSummary(): SpanSummary {
 export class SegmentSummarizer {
   readonly span = newSpanSummary();
   #refs = new Map<number, PoolSummary>();
+  readonly #limits: WindowLimits;
+
+  constructor(limits: WindowLimits = kNoWindowLimits) {
+    this.#limits = limits;
+  }
+
+  /** The span's keyed calls trimmed to the window, once the segment is read. */
+  finish(): SpanSummary {
+    for (const s of this.span.pools.values()) if (s.keyed.length > 0) s.keyed = trimWindow(s.keyed, this.#limits);
+    return this.span;
+  }
 
   #define(ref: number, poolId: string, itemCount: number): PoolSummary {
     let s = this.span.pools.get(poolId);
@@ -93,51 +113,73 @@ export class SegmentSummarizer {
     return s;
   }
 
+  /** Count `count` draws of width 1 or 2 starting at body[at] into the pool's summary. */
+  #count(s: PoolSummary, body: Buffer, at: number, first: number, count: number, width: number): void {
+    const draws = s.draws;
+    const after = s.drawsAfterSetQ;
+    const n = s.itemCount;
+    let empty = 0;
+    // drawsAfterSetQ counts draws since the last quantity set in this span; with no set yet
+    // it equals draws, which is what merging expects.
+    if (width === 1) {
+      // A 256-bin histogram with no branch per draw, folded into the pool afterwards:
+      // about 2.5x faster than checking and counting draw by draw.
+      const bins = kBins8;
+      bins.fill(0);
+      for (let i = at, end = at + count; i < end; i++) bins[body[i]!]!++;
+      for (let v = 0; v < n; v++) {
+        const c = bins[v]!;
+        if (c !== 0) {
+          draws[v]! += c;
+          after[v]! += c;
+        }
+      }
+      for (let v = n; v < kEmpty8; v++) if (bins[v] !== 0) throw new Error(`item index ${v} out of range for ${n} items`);
+      empty = bins[kEmpty8]!;
+    } else {
+      for (let i = at, end = at + count * 2; i < end; i += 2) {
+        const v = body[i]! | (body[i + 1]! << 8);
+        if (v === kEmpty16) empty++;
+        else if (v < n) {
+          draws[v]!++;
+          after[v]!++;
+        } else throw new Error(`item index ${v} out of range for ${n} items`);
+      }
+    }
+    s.emptyDraws += empty;
+    const last = first + count - 1;
+    if (last > s.lastRequestId) s.lastRequestId = last;
+    if (last > this.span.maxRequestId) this.span.maxRequestId = last;
+    this.span.draws += count;
+  }
+
   visit = (type: number, body: Buffer): void => {
     switch (type) {
       case kRecDraw8:
       case kRecDraw16: {
         const s = this.#pool(body.readUInt32LE(4));
-        const first = body.readDoubleLE(8);
         const count = body.readUInt32LE(16);
         const width = type === kRecDraw8 ? 1 : 2;
         if (body.length !== kDrawHeaderBytes + count * width) throw new Error(`draw record of ${count} draws has ${body.length} bytes`);
-        const draws = s.draws;
-        const after = s.drawsAfterSetQ;
-        const n = s.itemCount;
-        let empty = 0;
-        // drawsAfterSetQ counts draws since the last quantity set in this span; with no set yet
-        // it equals draws, which is what merging expects.
-        if (width === 1) {
-          // A 256-bin histogram with no branch per draw, folded into the pool afterwards:
-          // about 2.5x faster than checking and counting draw by draw.
-          const bins = kBins8;
-          bins.fill(0);
-          for (let i = kDrawHeaderBytes, end = kDrawHeaderBytes + count; i < end; i++) bins[body[i]!]!++;
-          for (let v = 0; v < n; v++) {
-            const c = bins[v]!;
-            if (c !== 0) {
-              draws[v]! += c;
-              after[v]! += c;
-            }
-          }
-          for (let v = n; v < kEmpty8; v++) if (bins[v] !== 0) throw new Error(`item index ${v} out of range for ${n} items`);
-          empty = bins[kEmpty8]!;
-        } else {
-          for (let i = kDrawHeaderBytes, end = kDrawHeaderBytes + count * 2; i < end; i += 2) {
-            const v = body[i]! | (body[i + 1]! << 8);
-            if (v === kEmpty16) empty++;
-            else if (v < n) {
-              draws[v]!++;
-              after[v]!++;
-            } else throw new Error(`item index ${v} out of range for ${n} items`);
-          }
+        this.#count(s, body, kDrawHeaderBytes, body.readDoubleLE(8), count, width);
+        break;
+      }
+      case kRecKeyedDraw: {
+        const s = this.#pool(body.readUInt32LE(4));
+        const width = body.readUInt8(1);
+        const keyLen = body.readUInt16LE(2);
+        const first = body.readDoubleLE(8);
+        const count = body.readUInt32LE(16);
+        if ((width !== 1 && width !== 2) || body.length !== kKeyedDrawHeaderBytes + keyLen + count * width) {
+          throw new Error(`keyed draw record of ${count} draws has ${body.length} bytes`);
         }
-        s.emptyDraws += empty;
-        const last = first + count - 1;
-        if (last > s.lastRequestId) s.lastRequestId = last;
-        if (last > this.span.maxRequestId) this.span.maxRequestId = last;
-        this.span.draws += count;
+        const at = kKeyedDrawHeaderBytes + keyLen;
+        this.#count(s, body, at, first, count, width);
+        const indices = new Uint16Array(count);
+        if (width === 1) for (let i = 0; i < count; i++) indices[i] = body[at + i] === kEmpty8 ? kEmpty16 : body[at + i]!;
+        else for (let i = 0; i < count; i++) indices[i] = body.readUInt16LE(at + 2 * i);
+        s.keyed.push({ key: body.toString('utf8', kKeyedDrawHeaderBytes, at), firstRequestId: first, count, indices });
+        if (s.keyed.length > 2 * this.#limits.keys) s.keyed = trimWindow(s.keyed, this.#limits);
         break;
       }
       case kRecPoolRef: {
@@ -174,8 +216,9 @@ export class SegmentSummarizer {
   };
 }
 
-/** a then b, into a (a is the earlier span). Associative. */
-export function mergePool(a: PoolSummary, b: PoolSummary): void {
+/** a then b, into a (a is the earlier span). Associative (window trimming included). */
+export function mergePool(a: PoolSummary, b: PoolSummary, limits: WindowLimits = kNoWindowLimits): void {
+  if (b.keyed.length > 0) a.keyed = trimWindow(a.keyed.concat(b.keyed), limits);
   if (a.itemCount !== b.itemCount) throw new Error(`pool ${JSON.stringify(a.poolId)}: item count ${b.itemCount} after ${a.itemCount}`);
   if (b.created !== undefined) {
     if (a.created !== undefined || a.lastRequestId !== 0) throw new Error(`pool ${JSON.stringify(a.poolId)} created twice`);
@@ -202,15 +245,16 @@ export function clonePool(s: PoolSummary): PoolSummary {
     drawsAfterSetQ: s.drawsAfterSetQ.slice(),
     setQ: s.setQ.slice(),
     setW: s.setW.slice(),
+    keyed: s.keyed.slice(),
   };
 }
 
 /** Fold `later` into `acc` (acc holds the earlier history). */
-export function mergeSpan(acc: SpanSummary, later: SpanSummary): void {
+export function mergeSpan(acc: SpanSummary, later: SpanSummary, limits: WindowLimits = kNoWindowLimits): void {
   for (const [id, s] of later.pools) {
     const prev = acc.pools.get(id);
     if (prev === undefined) acc.pools.set(id, clonePool(s));
-    else mergePool(prev, s);
+    else mergePool(prev, s, limits);
   }
   acc.draws += later.draws;
   if (later.maxRequestId > acc.maxRequestId) acc.maxRequestId = later.maxRequestId;

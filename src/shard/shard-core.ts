@@ -1,6 +1,7 @@
 import { pack } from 'msgpackr';
 import { kMaxTotalWeight } from '../catalog.js';
-import { EngineError, errorToWire, storageError, type WireError } from '../errors.js';
+import { EngineError, errorToWire, show, storageError, type WireError } from '../errors.js';
+import { KeyWindow } from '../idempotency.js';
 import {
   kBatchesIndex,
   kDrawsIndex,
@@ -18,6 +19,7 @@ import {
   type SnapshotJob,
   kOpCreate,
   kOpDraw,
+  kOpDrawKeyed,
   kOpState,
   kOpStride,
   kOpUpdate,
@@ -30,11 +32,9 @@ import {
 } from '../protocol.js';
 import { kEmptyDraw, WeightedSelector } from '../selector.js';
 import { SnapshotPlanner, type SnapshotSource } from './snapshot-planner.js';
-import { realStorage } from '../storage/real-storage.js';
-import type { Storage } from '../storage/storage.js';
-import { FileWalWriter } from '../wal/file-writer.js';
-import { MmapWalWriter } from '../wal/mmap-writer.js';
-import { NullWalWriter, type WalStats, type WalWriter } from '../wal/writer.js';
+import { drawWidth, keyedDrawRecordBytes } from '../wal/format.js';
+import type { WalStats, WalWriter } from '../wal/writer.js';
+import { openWalWriter } from './open-wal.js';
 
 interface ShardPool {
   id: string;
@@ -43,22 +43,8 @@ interface ShardPool {
   lastRequestId: number;
   /** Sum of all catalog weights (available or not), kept <= 2^48. */
   weightSum: number;
-}
-
-export function openWalWriter(config: ShardConfig, onBackgroundError: (err: EngineError) => void, storage: Storage = realStorage): WalWriter {
-  if (config.wal === 'none') return new NullWalWriter();
-  const opts = {
-    storage,
-    dir: config.dir!,
-    shard: config.shard,
-    epoch: config.epoch,
-    firstSeq: config.firstSeq,
-    segmentBytes: config.segmentBytes,
-    sync: config.sync,
-    syncIntervalMs: config.syncIntervalMs,
-    onBackgroundError,
-  };
-  return config.wal === 'mmap' ? new MmapWalWriter(opts).start() : new FileWalWriter(opts).start();
+  /** The pool's idempotency window. */
+  window: KeyWindow;
 }
 
 /**
@@ -89,6 +75,7 @@ export class ShardCore {
         selector: new WeightedSelector(p.weights, p.quantities, p.drawn),
         lastRequestId: p.lastRequestId,
         weightSum: p.weights.reduce((a, b) => a + b, 0),
+        window: new KeyWindow(config.idempotency, p.keys),
       };
       this.#wal.registerPool(p.ref, p.id, p.itemIds.length);
       this.#maxRequestId = Math.max(this.#maxRequestId, p.lastRequestId);
@@ -114,20 +101,25 @@ export class ShardCore {
    * The reply must not be sent before commit() succeeds.
    */
   apply(batch: BatchMessage): BatchReply {
-    const reply: BatchReply = { type: 'done', id: batch.id, indices: new Uint16Array(0), controlResults: [], opErrors: null, error: null };
+    const reply: BatchReply = { type: 'done', id: batch.id, indices: new Uint16Array(0), controlResults: [], replayed: null, opErrors: null, error: null };
     if (this.#failure) {
       reply.error = errorToWire(this.#failure);
       return reply;
     }
     const ops = batch.ops;
     const nOps = ops.length / kOpStride;
-    let totalDraws = 0;
-    for (let o = 0; o < nOps; o++) if (ops[o * kOpStride] === kOpDraw) totalDraws += ops[o * kOpStride + 2]!;
-    const out = new Uint16Array(totalDraws);
+    let slots = 0;
+    for (let o = 0; o < nOps; o++) {
+      const kind = ops[o * kOpStride];
+      if (kind === kOpDraw || kind === kOpDrawKeyed) slots += ops[o * kOpStride + 2]!;
+    }
+    const out = new Uint16Array(slots);
     reply.indices = out;
     let at = 0;
+    let drawn = 0;
     let empty = 0;
     let c = 0;
+    let k = 0;
     try {
       for (let o = 0; o < nOps; o++) {
         const kind = ops[o * kOpStride]!;
@@ -143,9 +135,23 @@ export class ShardCore {
           } else {
             empty += pool.selector.drawInto(this.#rng, count, out, at);
             this.#wal.appendDraws(ref, first, out, at, count);
-            pool.lastRequestId = first + count - 1;
-            if (pool.lastRequestId > this.#maxRequestId) this.#maxRequestId = pool.lastRequestId;
-            this.#snap.changed(ref);
+            this.#drew(pool, ref, first, count);
+            drawn += count;
+          }
+          at += count;
+        } else if (kind === kOpDrawKeyed) {
+          const count = ops[o * kOpStride + 2]!;
+          const outcome = this.#drawKeyed(ref, batch.keys[k++]!, count, ops[o * kOpStride + 3]!, out, at);
+          if (typeof outcome === 'number') {
+            if (outcome >= 0) {
+              drawn += count;
+              empty += outcome;
+            } else {
+              (reply.replayed ??= []).push([o, -outcome]);
+            }
+          } else {
+            out.fill(kEmptyDraw, at, at + count);
+            (reply.opErrors ??= []).push([o, errorToWire(outcome)]);
           }
           at += count;
         } else {
@@ -166,10 +172,46 @@ export class ShardCore {
       return reply;
     }
     const m = this.#metrics;
-    Atomics.add(m, kDrawsIndex, BigInt(totalDraws));
+    Atomics.add(m, kDrawsIndex, BigInt(drawn));
     Atomics.add(m, kEmptyDrawsIndex, BigInt(empty));
     Atomics.add(m, kBatchesIndex, 1n);
     return reply;
+  }
+
+  #drew(pool: ShardPool, ref: number, first: number, count: number): void {
+    pool.lastRequestId = first + count - 1;
+    if (pool.lastRequestId > this.#maxRequestId) this.#maxRequestId = pool.lastRequestId;
+    this.#snap.changed(ref);
+  }
+
+  /**
+   * A keyed call: its key already in the pool's window gives back the original outcome (copied
+   * into out; returns -firstRequestId, nothing drawn or logged); otherwise draw, log key and
+   * outcome as one record, keep it in the window, and return the empty draws. Errors are the
+   * op's own (nothing drawn): unknown pool, the key reused with another count, a record too
+   * large for a segment.
+   */
+  #drawKeyed(ref: number, key: string, count: number, first: number, out: Uint16Array, at: number): number | EngineError {
+    const pool = this.#pools[ref];
+    if (pool === undefined) return unknownRefError(ref);
+    const kept = pool.window.get(key);
+    if (kept !== undefined) {
+      if (kept.count !== count) return mismatch(pool.id, key, kept.count, count);
+      out.set(kept.indices, at);
+      return -kept.firstRequestId;
+    }
+    const keyBytes = Buffer.from(key, 'utf8');
+    const bytes = keyedDrawRecordBytes(keyBytes.length, count, drawWidth(pool.itemIds.length));
+    if (bytes > this.#wal.maxRecordBytes) {
+      return new EngineError('ERR_INVALID_ARGUMENT', `a keyed call of ${count} draws needs a ${bytes}-byte record, more than a segment holds (${this.#wal.maxRecordBytes}): raise segmentBytes or split the call`, {
+        details: { poolId: pool.id, count, recordBytes: bytes },
+      });
+    }
+    const empty = pool.selector.drawInto(this.#rng, count, out, at);
+    this.#wal.appendKeyedDraws(ref, first, keyBytes, out, at, count);
+    pool.window.add({ key, firstRequestId: first, count, indices: out.slice(at, at + count) });
+    this.#drew(pool, ref, first, count);
+    return empty;
   }
 
   #control(kind: number, ref: number, control: Control): PoolStateReply | null | EngineError {
@@ -194,6 +236,7 @@ export class ShardCore {
         ),
         lastRequestId: 0,
         weightSum: control.items.reduce((a, i) => a + i.weight, 0),
+        window: new KeyWindow(this.config.idempotency),
       };
       return null;
     }
@@ -295,7 +338,7 @@ export class ShardCore {
     copy: (ref) => {
       const p = this.#pools[ref]!;
       const sel = p.selector;
-      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId };
+      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId, keys: p.window.toArray() };
     },
     header: () => ({ epoch: this.config.epoch, shard: this.config.shard, shards: this.config.shards, maxRequestId: this.#maxRequestId }),
   };
@@ -307,6 +350,12 @@ export class ShardCore {
       this.#publishWalStats();
     }
   }
+}
+
+function mismatch(poolId: string, key: string, kept: number, asked: number): EngineError {
+  return new EngineError('ERR_IDEMPOTENCY_MISMATCH', `idempotency key ${show(key)} was used on pool ${show(poolId)} for ${kept} draws, not ${asked}`, {
+    details: { poolId, idempotencyKey: key, count: asked, originalCount: kept },
+  });
 }
 
 function unknownRefError(ref: number): EngineError {

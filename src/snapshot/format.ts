@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
+import type { KeyedOutcome } from '../idempotency.js';
 import type { PoolData } from '../pool-state.js';
 import { snapshotPath } from '../storage/data-dir.js';
 import { writeFileDurably } from '../storage/durable.js';
@@ -41,6 +42,21 @@ export interface SnapshotBody {
   pools: SnapshotPool[];
 }
 
+/** A kept outcome as a snapshot file holds it. */
+interface FileOutcome {
+  key: string;
+  firstRequestId: number;
+  count: number;
+  bytes: Uint8Array;
+}
+
+function outcomeFromFile(o: FileOutcome): KeyedOutcome {
+  if (typeof o.key !== 'string' || !(o.bytes instanceof Uint8Array) || o.bytes.length !== o.count * 2) throw new Error(`bad kept outcome for key ${JSON.stringify(o?.key)}`);
+  const indices = new Uint16Array(o.count);
+  new Uint8Array(indices.buffer).set(o.bytes);
+  return { key: o.key, firstRequestId: o.firstRequestId, count: o.count, indices };
+}
+
 export function encodeSnapshot(body: SnapshotBody): Buffer {
   // Plain arrays on disk: the shard hands over Float64Array copies, which msgpackr would
   // store as raw bytes and give back as a Buffer.
@@ -49,6 +65,8 @@ export function encodeSnapshot(body: SnapshotBody): Buffer {
     weights: Array.from(p.weights),
     quantities: Array.from(p.quantities),
     drawn: Array.from(p.drawn),
+    // Outcomes as their little-endian bytes (msgpackr keeps a Buffer as raw bytes).
+    keys: (p.keys ?? []).map((o) => ({ key: o.key, firstRequestId: o.firstRequestId, count: o.count, bytes: Buffer.from(o.indices.buffer, o.indices.byteOffset, o.indices.byteLength) })),
   }));
   const packed = pack({ ...body, pools });
   const out = Buffer.allocUnsafe(kSnapHeaderBytes + packed.length);
@@ -72,7 +90,9 @@ export function decodeSnapshot(buf: Buffer): SnapshotBody | string {
   const body = buf.subarray(kSnapHeaderBytes);
   if (!createHash('sha256').update(body).digest().equals(buf.subarray(12, kSnapHeaderBytes))) return 'checksum mismatch';
   try {
-    return unpack(body) as SnapshotBody;
+    const decoded = unpack(body) as SnapshotBody;
+    for (const p of decoded.pools) p.keys = (p.keys as unknown as FileOutcome[] | undefined)?.map(outcomeFromFile) ?? [];
+    return decoded;
   } catch (err) {
     return `undecodable body: ${(err as Error).message}`;
   }

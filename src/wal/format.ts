@@ -31,12 +31,14 @@ export const kRecDraw16 = 2;
 export const kRecPoolRef = 3;
 export const kRecCreatePool = 4;
 export const kRecUpdateItem = 5;
+export const kRecKeyedDraw = 6;
 export const kRecordTypeNames: Record<number, string> = {
   [kRecDraw8]: 'draw8',
   [kRecDraw16]: 'draw16',
   [kRecPoolRef]: 'poolRef',
   [kRecCreatePool]: 'createPool',
   [kRecUpdateItem]: 'updateItem',
+  [kRecKeyedDraw]: 'keyedDraw',
 };
 
 /** Body header of a draw record: type u8, pad u8 x3, poolRef u32, firstRequestId f64, count u32. */
@@ -45,6 +47,18 @@ export const kDrawHeaderBytes = 20;
 export const kPoolRefHeaderBytes = 12;
 /** CreatePool body: type u8, pad x3, poolRef u32, then a msgpackr-packed {id, items}. */
 export const kCreateHeaderBytes = 8;
+/**
+ * KeyedDraw body: type u8, width u8 (1 or 2), keyLen u16, poolRef u32, firstRequestId f64,
+ * count u32, then the UTF-8 key, then one index per draw. A keyed call is never split across
+ * segments: the key and its whole outcome are one record.
+ */
+export const kKeyedDrawHeaderBytes = 20;
+
+/** Bytes of a keyed draw record (frame included). */
+export function keyedDrawRecordBytes(keyBytes: number, count: number, width: 1 | 2): number {
+  return recordBytes(kKeyedDrawHeaderBytes + keyBytes + count * width);
+}
+
 /** UpdateItem body: type u8, pad x3, poolRef u32, itemIndex u32, pad u32, weight f64, quantity f64 (NaN = unchanged). */
 export const kUpdateBodyBytes = 32;
 

@@ -4,6 +4,8 @@ import {
   kCreateHeaderBytes,
   kDrawHeaderBytes,
   kHeaderBytes,
+  kKeyedDrawHeaderBytes,
+  kRecKeyedDraw,
   kPoolRefHeaderBytes,
   kRecCreatePool,
   kRecDraw16,
@@ -36,6 +38,34 @@ const kMinSplitDraws = 256;
  */
 export abstract class RecordWriter extends SegmentWriterBase implements WalWriter {
   #refs = new Map<number, PoolRefInfo>();
+
+  get maxRecordBytes(): number {
+    return this.opts.segmentBytes - kHeaderBytes;
+  }
+
+  appendKeyedDraws(ref: number, firstRequestId: number, key: Buffer, indices: Uint16Array, offset: number, count: number): void {
+    const info = this.#ref(ref);
+    const width = info.width;
+    const bodyLen = kKeyedDrawHeaderBytes + key.length + count * width;
+    const at = this.#begin(bodyLen);
+    if (this.serial !== info.definedIn) {
+      // #begin rotated: define the ref in the new segment first. Rare, so simply retry.
+      this.appendKeyedDraws(ref, firstRequestId, key, indices, offset, count);
+      return;
+    }
+    const buf = this.buf;
+    buf.writeUInt8(kRecKeyedDraw, at);
+    buf.writeUInt8(width, at + 1);
+    buf.writeUInt16LE(key.length, at + 2);
+    buf.writeUInt32LE(ref, at + 4);
+    buf.writeDoubleLE(firstRequestId, at + 8);
+    buf.writeUInt32LE(count, at + 16);
+    key.copy(buf, at + kKeyedDrawHeaderBytes);
+    const out = at + kKeyedDrawHeaderBytes + key.length;
+    if (width === 1) buf.set(indices.subarray(offset, offset + count), out); // 0xFFFF -> 0xFF, as in draw records
+    else buf.set(new Uint8Array(indices.buffer, indices.byteOffset + offset * 2, count * 2), out);
+    this.#end(at, bodyLen);
+  }
 
   /** Reserve a record with a body of bodyLen bytes; returns the buf index of the body. */
   #begin(bodyLen: number): number {

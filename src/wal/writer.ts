@@ -37,6 +37,10 @@ export interface WalWriter {
   appendCreate(ref: number, packed: Uint8Array): void;
   appendUpdate(ref: number, itemIndex: number, weight: number, quantity: number): void;
   appendDraws(ref: number, firstRequestId: number, indices: Uint16Array, offset: number, count: number): void;
+  /** A keyed call's draws with its key, as one record (it must fit: see maxRecordBytes). */
+  appendKeyedDraws(ref: number, firstRequestId: number, key: Buffer, indices: Uint16Array, offset: number, count: number): void;
+  /** The largest record a segment can hold. */
+  readonly maxRecordBytes: number;
   /** End of a batch: apply the sync policy. With 'always', returns only once it is durable. */
   commit(): void;
   /**
@@ -61,6 +65,8 @@ export class NullWalWriter implements WalWriter {
   appendCreate(): void {}
   appendUpdate(): void {}
   appendDraws(): void {}
+  appendKeyedDraws(): void {}
+  readonly maxRecordBytes = Infinity;
   commit(): void {}
   snapshotBoundary(): number {
     return 0;

@@ -15,11 +15,14 @@ const kDesignCodes = [
   'ERR_CORRUPT_SNAPSHOT',
   'ERR_SHARD_FAILED',
   'ERR_DISK_FULL',
+  'ERR_IDEMPOTENCY_MISMATCH',
+  'ERR_NOT_LEADER',
+  'ERR_REPLICATION_UNAVAILABLE',
 ];
 
 describe('codes', () => {
-  it('has exactly the 11 codes of DESIGN.md', () => {
-    expect(Object.keys(codes)).toHaveLength(11);
+  it('has exactly the 14 codes of DESIGN.md', () => {
+    expect(Object.keys(codes)).toHaveLength(14);
     expect(Object.keys(codes).sort()).toEqual([...kDesignCodes].sort());
   });
 

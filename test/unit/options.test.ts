@@ -37,6 +37,8 @@ describe('fillOptions: defaults', () => {
       seed: undefined,
       maxPending: 1_048_576,
       archive: false,
+      idempotencyKeys: 100_000,
+      idempotencyDraws: 4_194_304,
     });
   });
 
@@ -59,6 +61,8 @@ describe('fillOptions: defaults', () => {
       seed: -7,
       maxPending: 1,
       archive: true,
+      idempotencyKeys: 5,
+      idempotencyDraws: 9,
     });
     expect(o).toEqual({
       dir,
@@ -72,6 +76,8 @@ describe('fillOptions: defaults', () => {
       seed: -7,
       maxPending: 1,
       archive: true,
+      idempotencyKeys: 5,
+      idempotencyDraws: 9,
     });
     expect(fillOptions({ dir, shards: undefined }).shards).toBe(availableParallelism());
   });
@@ -175,6 +181,17 @@ describe('fillOptions: one test per option (ERR_INVALID_CONFIG, options.<name>, 
   it('archive', () => {
     expectInvalid({ dir, archive: 'yes' }, 'archive', 'got "yes"');
     expectInvalid({ dir, archive: 1 }, 'archive', 'got 1');
+  });
+
+  it('idempotencyKeys', () => {
+    expectInvalid({ dir, idempotencyKeys: 0 }, 'idempotencyKeys', 'got 0');
+    expectInvalid({ dir, idempotencyKeys: 1.5 }, 'idempotencyKeys', 'got 1.5');
+    expectInvalid({ dir, idempotencyKeys: '10' }, 'idempotencyKeys', 'got "10"');
+  });
+
+  it('idempotencyDraws', () => {
+    expectInvalid({ dir, idempotencyDraws: 0 }, 'idempotencyDraws', 'got 0');
+    expectInvalid({ dir, idempotencyDraws: 2 ** 41 }, 'idempotencyDraws', `got ${2 ** 41}`);
   });
 
   it('unknown key', () => {
