@@ -1,0 +1,11 @@
+/**
+ * `reward-pool-engine/client`: RewardPoolClient, the embedded engine's API over HTTP. Importing
+ * it loads undici (not fastify, not the engine's workers).
+ */
+export { RewardPoolClient, type RewardPoolClientOptions, type DrawOptions } from './client.js';
+export { DrawBatch } from '../draw-batch.js';
+export { EngineError, type ErrorCode } from '../errors.js';
+export type { DrawResult } from '../coordinator/shard-client.js';
+export type { PoolState, PoolItemState } from '../engine.js';
+export type { ItemSpec, ItemPatch } from '../catalog.js';
+export type { EngineMetrics, ShardMetrics } from '../metrics.js';
