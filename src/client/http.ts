@@ -119,10 +119,9 @@ export async function send(deps: HttpDeps, req: HttpRequest): Promise<unknown> {
       if (code === 'UND_ERR_DESTROYED' || code === 'UND_ERR_CLOSED') {
         throw new EngineError('ERR_ENGINE_CLOSED', `${req.method} ${req.path}: the client is closed`, { cause: err });
       }
-      if (!isConnectionFailure(err)) {
-        throw new EngineError('ERR_INTERNAL', `${req.method} ${req.path} failed: ${messageOf(err)}`, { cause: err, details: { errno: code } });
-      }
-      if (!req.retry || attempt >= deps.retry.retries) {
+      // No response at all. Only connection failures are worth another try: a TLS
+      // verification failure or a bad URL fails the same way every time.
+      if (!isConnectionFailure(err) || !req.retry || attempt >= deps.retry.retries) {
         const tries = attempt + 1;
         throw new EngineError(
           'ERR_SERVICE_UNAVAILABLE',
