@@ -24,7 +24,7 @@ key the server listens on loopback only.
 
 options:
 ${lines.join('\n')}
-  -h, --help${' '.repeat(Math.max(1, width - 4))}this text
+${'  -h, --help'.padEnd(width + 6)}this text
 
 Exit codes: 0 closed cleanly, 2 usage or invalid config (also a non-loopback --host without
 keys), 4 data directory locked, 5 corrupt data directory, 1 anything else.

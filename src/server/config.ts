@@ -131,7 +131,7 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
   const keys = (auth.keys ?? []) as ApiKeyConfig[];
   compileKeys(keys, 'config.auth.keys');
   if (keys.length === 0 && !isLoopback(host)) {
-    invalid('config.listen.host', 'must be a loopback address (127.0.0.1, ::1, localhost) when config.auth.keys is empty: without API keys every route is open', host);
+    invalid('the listen host (--host, config.listen.host)', 'must be a loopback address (127.0.0.1, ::1, localhost) when config.auth.keys is empty: without API keys every route would be open to the network', host);
   }
   const t = parts.tls!;
   if ((t.cert === undefined) !== (t.key === undefined)) invalid('config.tls', 'needs both cert and key (or neither)', Object.keys(t));

@@ -22,8 +22,10 @@ const kPackage = JSON.parse(readFileSync(new URL('../../../package.json', import
 
 /** Encoded ids: 128 UTF-16 units of 3-byte UTF-8, percent-encoded, is 1,152 characters. */
 const kMaxParamLength = 2048;
-/** How often idle keep-alive connections are closed while the server drains (see preClose). */
+/** How often idle keep-alive connections are closed while the server drains (see installLifecycle). */
 const kDrainPollMs = 50;
+/** How long idle keep-alive connections stay open once close() started (see installLifecycle). */
+const kIdleGraceMs = 1000;
 
 export type ServiceApp = FastifyInstance;
 
@@ -78,6 +80,13 @@ export function createServer(engine: ServedEngine, options: ServerOptions = {}):
     reply.header('connection', 'close');
     sendProblem(reply, problem('ERR_ENGINE_CLOSED', `the server is shutting down; ${request.method} ${request.routeOptions.url ?? request.url} was not run`), problemOpts);
   });
+  // A response sent while closing ends its connection, so the client opens a new one (to
+  // another instance) rather than sending more on a connection about to close: HTTP/1.1 has no
+  // GOAWAY, and a request written onto a connection as the server closes it is lost.
+  app.addHook('onSend', (_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => {
+    if (ctx.closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   installAuth(app, opts.keys);
   app.addHook('onResponse', metrics.onResponse);
 
@@ -96,10 +105,16 @@ export function createServer(engine: ServedEngine, options: ServerOptions = {}):
 
 /**
  * Graceful close. fastify's own onClose step (it runs before ours) stops accepting and waits
- * for every connection to end; but it closes idle keep-alive connections only once, and a
- * connection busy at that moment stays open after its response until the client drops it or
- * keepAliveTimeout passes. So while draining we close idle connections every kDrainPollMs, and
- * after shutdownTimeoutMs we cut whatever is left. Then the engine closes (draining its queues).
+ * for every connection to end; then our onClose closes the engine (which drains its queues).
+ *
+ * Idle keep-alive connections need care. Node's server.close() closes them at once, but
+ * "idle" means the server has no request on it, not that the client sent none: a request
+ * written just before is reset unread, and the client cannot tell whether it ran (HTTP/1.1
+ * has no GOAWAY). So for kIdleGraceMs after close() starts, idle connections stay open: a
+ * request arriving on one is answered 503 ERR_ENGINE_CLOSED with `Connection: close`, and so
+ * is every other response sent while closing. After the grace, connections still idle belong
+ * to clients that sent nothing and are closed (every kDrainPollMs); after shutdownTimeoutMs
+ * whatever is left is cut.
  */
 function installLifecycle(app: ServiceApp, ctx: ServiceContext, shutdownTimeoutMs: number, closeEngine: boolean): void {
   let poll: NodeJS.Timeout | undefined;
@@ -107,7 +122,13 @@ function installLifecycle(app: ServiceApp, ctx: ServiceContext, shutdownTimeoutM
   app.addHook('preClose', (done) => {
     ctx.closing = true;
     const server = app.server as { closeIdleConnections?: () => void; closeAllConnections?: () => void };
-    if (app.server.listening && typeof server.closeIdleConnections === 'function') {
+    const closeIdle = server.closeIdleConnections;
+    if (app.server.listening && typeof closeIdle === 'function') {
+      const graceEnds = Date.now() + Math.min(kIdleGraceMs, shutdownTimeoutMs);
+      // server.close() calls this method on the instance: defer it until the grace has passed.
+      server.closeIdleConnections = () => {
+        if (Date.now() >= graceEnds) closeIdle.call(server);
+      };
       poll = setInterval(() => server.closeIdleConnections!(), kDrainPollMs).unref();
       deadline = setTimeout(() => {
         app.log.warn(`connections still busy ${shutdownTimeoutMs} ms after close(): cutting them`);
