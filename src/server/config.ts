@@ -117,6 +117,7 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
   }
 
   const engine = parts.engine as DrawEngineOptions;
+  if (engine.dir === undefined && engine.wal !== 'none') invalid('a data directory', 'is required: --dir or config.engine.dir (or --wal none for an in-memory engine)', engine.dir);
   try {
     fillOptions(engine);
   } catch (err) {
