@@ -2,7 +2,7 @@
 // samples into rates. Plain DOM and SVG, no build step, no library. Pool and item ids come
 // from users of the engine, so they only ever reach the page through textContent.
 const kPollMs = 500;
-const kHistory = 120; // samples in the sparkline: one minute
+const kHistory = 60; // samples in the sparkline: half a minute
 const kTokenKey = 'rpe-dashboard-token';
 
 const $ = (id) => document.getElementById(id);
