@@ -16,13 +16,12 @@
  */
 import { Pool } from 'undici';
 import { checkPoolId, isValidId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from '../catalog.js';
-import type { DrawResult } from '../coordinator/shard-client.js';
 // The module the main entry re-exports: batches from here are `instanceof DrawBatch` for
 // `import { DrawBatch } from 'reward-pool-engine'`, without loading the engine itself.
 import { DrawBatch } from '../draw-batch.js';
-import type { PoolState } from '../engine.js';
 import { EngineError, show } from '../errors.js';
-import type { EngineMetrics } from '../metrics.js';
+// Types only (erased at run time): the client never loads the engine.
+import type { DrawResult, EngineMetrics, PoolState } from '../index.js';
 import { isWireIdempotencyKey, kMaxDrawCount } from '../wire.js';
 import { DrawCoalescer, newIdempotencyKey } from './coalescer.js';
 import { send, type HttpDeps, type HttpRequest } from './http.js';

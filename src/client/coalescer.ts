@@ -10,7 +10,7 @@
  * server's record instead of being drawn twice.
  */
 import { randomUUID } from 'node:crypto';
-import type { DrawResult } from '../coordinator/shard-client.js';
+import type { DrawResult } from '../index.js';
 import { kEmptyDrawIndex, type DrawsResponse } from './wire-types.js';
 
 type Resolve = (value: DrawResult) => void;

@@ -5,7 +5,4 @@
 export { RewardPoolClient, type RewardPoolClientOptions, type DrawOptions } from './client.js';
 export { DrawBatch } from '../draw-batch.js';
 export { EngineError, type ErrorCode } from '../errors.js';
-export type { DrawResult } from '../coordinator/shard-client.js';
-export type { PoolState, PoolItemState } from '../engine.js';
-export type { ItemSpec, ItemPatch } from '../catalog.js';
-export type { EngineMetrics, ShardMetrics } from '../metrics.js';
+export type { DrawResult, PoolState, PoolItemState, ItemSpec, ItemPatch, EngineMetrics, ShardMetrics } from '../index.js';

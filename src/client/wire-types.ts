@@ -2,10 +2,8 @@
  * Shapes of the service's responses as the client checks them: a response that does not match
  * is ERR_INTERNAL (the wire format is broken), never a half-built result.
  */
-import type { DrawResult } from '../coordinator/shard-client.js';
-import type { PoolState } from '../engine.js';
 import { EngineError, show } from '../errors.js';
-import type { EngineMetrics } from '../metrics.js';
+import type { DrawResult, EngineMetrics, PoolState } from '../index.js';
 import { decodeIndices } from '../wire.js';
 
 export const kEmptyDrawIndex = 0xffff;

@@ -2,11 +2,8 @@
  * What the route plugins share: the engine (through the narrow interface the service uses),
  * the limits, and the server's lifecycle flags. Passed to each plugin as its options.
  */
-import type { ItemPatch, ItemSpec } from '../catalog.js';
-import type { DrawResult } from '../coordinator/shard-client.js';
-import type { DrawBatch } from '../draw-batch.js';
-import type { PoolState } from '../engine.js';
-import type { EngineMetrics } from '../metrics.js';
+// Types only, from the public entry (erased at run time: nothing of the engine is loaded here).
+import type { DrawBatch, DrawResult, EngineMetrics, ItemPatch, ItemSpec, PoolState } from '../index.js';
 
 /** Options of idempotent draws (DESIGN.md "Idempotent draws"). */
 export interface DrawOptions {

@@ -8,7 +8,7 @@
  * into a DrawBatch.
  */
 import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
-import type { DrawBatch } from '../draw-batch.js';
+import type { DrawBatch } from '../index.js';
 import { encodeIndices } from '../wire.js';
 import type { DrawOptions, ServiceContext } from './context.js';
 import { bodyOrEmpty, emptyBodySchema, idempotencyHeadersSchema, poolParamsSchema, protectedProblems } from './schemas.js';

@@ -11,7 +11,7 @@
  */
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import promClient from 'prom-client';
-import type { EngineMetrics, ShardMetrics } from '../metrics.js';
+import type { EngineMetrics, ShardMetrics } from '../index.js';
 import type { ServiceContext } from './context.js';
 import { protectedProblems } from './schemas.js';
 

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * The live page in a real browser: Debian's chromium driven by playwright-core, against a real
  * server on loopback. The page asks for a token, refuses a wrong one, and with a read token
