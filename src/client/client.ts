@@ -159,6 +159,8 @@ export class RewardPoolClient {
    * idempotencyKey travels alone, with that key.
    */
   draw(poolId: string, options?: DrawOptions): Promise<DrawResult> {
+    // The hot path (no options, a valid id, open) allocates nothing but the call's promise.
+    if (options === undefined && this.#closing === undefined && isValidId(poolId)) return this.#coalescer.add(poolId);
     return reject(() => {
       this.#checkOpen();
       checkPoolId(poolId);

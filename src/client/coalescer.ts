@@ -16,6 +16,15 @@ import { kEmptyDrawIndex, type DrawsResponse } from './wire-types.js';
 type Resolve = (value: DrawResult) => void;
 type Reject = (err: unknown) => void;
 
+// One executor for every promise (as the engine's coordinator does): the resolvers are taken
+// from module variables right after `new Promise`, so no closure is created per draw() call.
+let capturedResolve: Resolve = () => {};
+let capturedReject: Reject = () => {};
+function capture(resolve: Resolve, reject: Reject): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
 /** The draw() calls on one pool waiting for this turn's flush. */
 interface Group {
   pool: string;
@@ -58,11 +67,10 @@ export class DrawCoalescer {
         setImmediate(this.#flush);
       }
     }
-    const g = group;
-    return new Promise<DrawResult>((resolve, reject) => {
-      g.resolves.push(resolve);
-      g.rejects.push(reject);
-    });
+    const p = new Promise<DrawResult>(capture);
+    group.resolves.push(capturedResolve);
+    group.rejects.push(capturedReject);
+    return p;
   }
 
   /** Send every waiting group now. */

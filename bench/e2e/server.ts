@@ -1,0 +1,176 @@
+/**
+ * The draw service over loopback (`npm run bench:server`), servers in child processes, load from
+ * this one:
+ *
+ *   1. ceiling: autocannon against a bare fastify route answering a constant draw body
+ *      (bench/e2e/server-bare.ts);
+ *   2. one draw per HTTP request against `reward-pool-engine serve` (with a bearer key), at
+ *      sync 'always' and 'never': rate, p50/p99, ratio to the ceiling; then p50/p99 at half the
+ *      peak rate (autocannon overallRate);
+ *   3. RewardPoolClient: rounds of 10,000 concurrent draw() calls (coalesced per turn), sync
+ *      'always';
+ *   4. drawMany over HTTP: the client (with per-draw indices, a real DrawBatch) and a bare
+ *      summary request (counts only).
+ *
+ * Knobs (env): RPE_DURATION seconds per autocannon run [5], RPE_CONNECTIONS [64], RPE_SHARDS
+ * [1: the server's HTTP thread is the bottleneck on 2 cores], RPE_MANY draws per drawMany
+ * [1,048,576]. Every loop is bounded by time; everything stays on 127.0.0.1.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+type Result = Awaited<ReturnType<typeof autocannon>>;
+import { Pool } from 'undici';
+import { RewardPoolClient } from '../../src/client/index.js';
+import { machineInfo } from '../lib/machine.js';
+
+const duration = Number(process.env.RPE_DURATION ?? 5);
+const connections = Number(process.env.RPE_CONNECTIONS ?? 64);
+const shards = Number(process.env.RPE_SHARDS ?? 1);
+const manyCount = Number(process.env.RPE_MANY ?? 1 << 20);
+const root = join(process.cwd(), '_tmp', `bench-server-${process.pid}`);
+const token = 'bench-token-0123456789abcdef';
+const auth = { authorization: `Bearer ${token}` };
+const distDir = fileURLToPath(new URL('../..', import.meta.url));
+const catalog = ['diamond', 'gold', 'silver', 'rock', 'mud', 'log'].map((id, i) => ({ id, weight: 10 * (i + 1), quantity: -1 }));
+
+interface Row {
+  scenario: string;
+  'requests/s': string;
+  'draws/s': string;
+  p50: string;
+  p99: string;
+  'vs ceiling': string;
+}
+const rows: Row[] = [];
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+/** autocannon records latency in whole milliseconds. */
+const ms = (n: number): string => (n < 1 ? '< 1 ms' : `${n.toFixed(n < 10 && !Number.isInteger(n) ? 2 : 0)} ms`);
+
+/** Start a child that prints "listening on <url>"; resolves with the child and its URL. */
+function startChild(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening: ${out}`)));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  const code = await exited;
+  if (code !== 0) throw new Error(`server exited with ${code} on SIGTERM`);
+}
+
+function startServe(sync: 'always' | 'never'): Promise<{ child: ChildProcess; url: string }> {
+  const dir = join(root, `serve-${sync}`);
+  mkdirSync(dir, { recursive: true });
+  const config = join(dir, 'serve.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      engine: { dir: 'data', shards, sync, segmentBytes: 64 << 20 },
+      listen: { host: '127.0.0.1', port: 0 },
+      auth: { keys: [{ id: 'bench', token, scopes: ['draw', 'read', 'admin'] }] },
+    }),
+  );
+  return startChild([join(distDir, 'src/cli.js'), 'serve', '--config', config]);
+}
+
+/** One autocannon run of POST <url>/v1/pools/bench/draw (after a one-second warm-up). */
+async function cannon(url: string, overallRate?: number, ignoreCoordinatedOmission = false): Promise<Result> {
+  const opts = { url: `${url}/v1/pools/bench/draw`, method: 'POST', headers: auth, connections };
+  await autocannon({ ...opts, duration: 1 });
+  const r = await autocannon({ ...opts, duration, ...(overallRate === undefined ? {} : { overallRate, ignoreCoordinatedOmission }) });
+  if (r.errors > 0 || r.non2xx > 0) throw new Error(`autocannon saw ${r.errors} errors and ${r.non2xx} non-2xx responses`);
+  return r;
+}
+
+/** Run `round` repeatedly for `seconds`; returns draws/s and the mean round time. */
+async function timed(seconds: number, round: () => Promise<number>): Promise<{ perSecond: number; rounds: number; meanMs: number }> {
+  const t0 = performance.now();
+  let draws = 0;
+  let rounds = 0;
+  while (performance.now() - t0 < seconds * 1000) {
+    draws += await round();
+    rounds++;
+  }
+  const elapsed = performance.now() - t0;
+  return { perSecond: draws / (elapsed / 1000), rounds, meanMs: elapsed / rounds };
+}
+
+async function createPool(url: string): Promise<void> {
+  const admin = new RewardPoolClient({ url, token });
+  await admin.createPool('bench', catalog);
+  await admin.close();
+}
+
+async function main(): Promise<void> {
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  const m = machineInfo(root);
+  console.log(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}, scratch ${m.scratchFs}`);
+  console.log(`server: reward-pool-engine serve, ${shards} shard(s), mmap WAL; autocannon ${connections} connections, ${duration} s per run; loopback\n`);
+
+  // 1. Ceiling.
+  const bare = await startChild([join(distDir, 'bench/e2e/server-bare.js')]);
+  const ceiling = await cannon(bare.url);
+  await stop(bare.child);
+  rows.push({ scenario: 'bare fastify route, constant body (ceiling)', 'requests/s': fmt(ceiling.requests.average), 'draws/s': '-', p50: ms(ceiling.latency.p50), p99: ms(ceiling.latency.p99), 'vs ceiling': '100%' });
+
+  // 2. One draw per request, sync never then always.
+  for (const sync of ['never', 'always'] as const) {
+    const srv = await startServe(sync);
+    await createPool(srv.url);
+    const peak = await cannon(srv.url);
+    const ratio = peak.requests.average / ceiling.requests.average;
+    rows.push({ scenario: `one draw per request, sync ${sync}`, 'requests/s': fmt(peak.requests.average), 'draws/s': fmt(peak.requests.average), p50: ms(peak.latency.p50), p99: ms(peak.latency.p99), 'vs ceiling': `${(ratio * 100).toFixed(0)}%` });
+    if (sync === 'always') {
+      // At a fixed rate autocannon corrects for coordinated omission (a request it sent late
+      // counts from when it should have been sent): on a shared 2-core machine its own timer
+      // lateness lands in that figure, so the uncorrected one is shown beside it.
+      const rate = Math.round(peak.requests.average / 2);
+      const half = await cannon(srv.url, rate);
+      const raw = await cannon(srv.url, rate, true);
+      rows.push({ scenario: `  same at half the peak rate (${fmt(rate)}/s), p99 uncorrected in ()`, 'requests/s': fmt(half.requests.average), 'draws/s': fmt(half.requests.average), p50: ms(half.latency.p50), p99: `${ms(half.latency.p99)} (${ms(raw.latency.p99)})`, 'vs ceiling': '-' });
+
+      // 3. The client: rounds of 10,000 concurrent draw() calls, coalesced into one request per turn.
+      const client = new RewardPoolClient({ url: srv.url, token });
+      await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench'))); // warm-up
+      const requestsBefore = client.coalescedRequests;
+      const c = await timed(duration, async () => (await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench')))).length);
+      const perRound = (client.coalescedRequests - requestsBefore) / c.rounds;
+      rows.push({ scenario: `RewardPoolClient, 10,000 concurrent draw(), sync always (${perRound.toFixed(1)} request/round)`, 'requests/s': fmt((perRound * 1000) / c.meanMs), 'draws/s': fmt(c.perSecond), p50: `${ms(c.meanMs)} /round`, p99: '-', 'vs ceiling': '-' });
+
+      // 4. drawMany over HTTP: the client (indices, a DrawBatch) and a bare summary request.
+      const d = await timed(duration, async () => (await client.drawMany('bench', manyCount)).count);
+      rows.push({ scenario: `RewardPoolClient drawMany(${fmt(manyCount)}) with indices, sync always`, 'requests/s': (1000 / d.meanMs).toFixed(1), 'draws/s': fmt(d.perSecond), p50: `${ms(d.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
+      await client.close();
+      const pool = new Pool(srv.url, { connections: 1 });
+      const s = await timed(duration, async () => {
+        const res = await pool.request({ method: 'POST', path: '/v1/pools/bench/draws', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ count: manyCount }) });
+        const body = (await res.body.json()) as { count: number };
+        return body.count;
+      });
+      await pool.close();
+      rows.push({ scenario: `POST /draws {count: ${fmt(manyCount)}}, summary only, sync always`, 'requests/s': (1000 / s.meanMs).toFixed(1), 'draws/s': fmt(s.perSecond), p50: `${ms(s.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
+    }
+    await stop(srv.child);
+  }
+
+  console.table(rows);
+  console.log('notes: servers run in child processes on the same 2-core machine as the load generator, so the two share the CPU;');
+  console.log('       "one draw per request" rows include bearer-token auth and schema validation; the ceiling route has neither.');
+  rmSync(root, { recursive: true, force: true });
+}
+
+await main();
