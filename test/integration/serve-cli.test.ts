@@ -4,7 +4,7 @@
  * loopback-only rule without keys (exit 2), invalid configs (exit 2), a locked directory
  * (exit 4), and SIGINT closes cleanly (exit 0).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +19,14 @@ const spawnChild = useChildren();
 function serveSync(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [cliPath, 'serve', ...args], { encoding: 'utf8', timeout: 30_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function serveAsync(...args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cliPath, 'serve', ...args], { encoding: 'utf8', timeout: 30_000 }, (err, _stdout, stderr) => {
+      resolve({ status: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stderr });
+    });
+  });
 }
 
 describe('serve --help', () => {
@@ -53,7 +61,7 @@ describe('refusals (exit 2)', () => {
     expect(existsSync(join(dir, 'data')), 'the engine was never opened').toBe(false);
   });
 
-  it('invalid configs and flags, naming the field', () => {
+  it('invalid configs and flags, naming the field', async () => {
     const dir = tmpDir('invalid');
     const notJson = join(dir, 'not.json');
     writeFileSync(notJson, '{"engine": ');
@@ -73,11 +81,13 @@ describe('refusals (exit 2)', () => {
       [['--dir', join(dir, 'x'), '--tls-cert', join(dir, 'no.pem'), '--tls-key', join(dir, 'no.key')], 'TLS certificate file'],
       [['--bogus'], "Unknown option '--bogus'"],
     ];
-    for (const [args, message] of cases) {
-      const r = serveSync(...args);
+    // Side by side: each is a process that exits at once.
+    const results = await Promise.all(cases.map(([args]) => serveAsync(...args)));
+    results.forEach((r, i) => {
+      const [args, message] = cases[i]!;
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
-    }
+    });
   });
 });
 
