@@ -9,6 +9,7 @@ import { DrawEngine } from '../engine.js';
 import { EngineError, messageOf } from '../errors.js';
 import { kServeFlags, loadServeConfig, type ServeConfig } from '../server/config.js';
 import { createServer } from '../server/create-server.js';
+import { createGrpcServer, type GrpcServer } from '../server/grpc/index.js';
 import { describe, exitCodeFor, kExitFailure, kExitOk, kExitUsage } from './exit-codes.js';
 
 function usage(): string {
@@ -93,6 +94,23 @@ export async function run(argv: string[]): Promise<number> {
   }
   process.stdout.write(`listening on ${address}\n`);
 
+  let grpc: GrpcServer | undefined;
+  if (config.grpc !== undefined) {
+    try {
+      grpc = await createGrpcServer(engine, config.grpc.host, config.grpc.port, {
+        auth: { keys: config.auth.keys },
+        ...(tls === undefined ? {} : { tls }),
+        ...(config.grpc.defaultPool === undefined ? {} : { defaultPool: config.grpc.defaultPool }),
+        maxDrawCount: config.limits.maxDrawCount,
+      });
+    } catch (err) {
+      process.stderr.write(`reward-pool-engine serve: cannot serve gRPC on ${config.grpc.host}:${config.grpc.port}: ${describe(err)}\n`);
+      await app.close().catch(() => {});
+      return kExitFailure;
+    }
+    process.stdout.write(`grpc listening on ${config.grpc.host}:${grpc.port}\n`);
+  }
+
   // One close per process, whichever signal comes first; a second signal only says so.
   return new Promise<number>((resolve) => {
     let closing = false;
@@ -103,7 +121,8 @@ export async function run(argv: string[]): Promise<number> {
       }
       closing = true;
       process.stderr.write(`reward-pool-engine serve: ${signal}: closing\n`);
-      app.close().then(
+      // gRPC streams first (they answer what they received), then HTTP, which closes the engine.
+      (grpc?.close(config.shutdownTimeoutMs) ?? Promise.resolve()).then(() => app.close()).then(
         () => {
           process.stdout.write('closed\n');
           resolve(kExitOk);

@@ -33,7 +33,7 @@ export interface ApiKeyConfig {
   scopes: Scope[];
 }
 
-interface Key {
+export interface Key {
   id: string;
   digest: Buffer;
   scopes: ReadonlySet<Scope>;
@@ -89,6 +89,24 @@ function match(keys: readonly Key[], token: string): Key | undefined {
   return found;
 }
 
+/**
+ * The key an `Authorization` header value authenticates for `scope`, or the coded error to
+ * answer with (ERR_UNAUTHORIZED, ERR_FORBIDDEN). `what` names the operation in messages.
+ */
+export function authorize(keys: readonly Key[], header: string | undefined, scope: Scope, what: string): { key: Key } | { error: EngineError } {
+  const m = header === undefined ? null : kBearer.exec(header);
+  if (m === null) {
+    const message = header === undefined ? 'no Authorization header; send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"';
+    return { error: new EngineError('ERR_UNAUTHORIZED', message) };
+  }
+  const key = match(keys, m[1]!);
+  if (key === undefined) return { error: new EngineError('ERR_UNAUTHORIZED', 'the bearer token matches no configured API key') };
+  if (!key.scopes.has(scope)) {
+    return { error: new EngineError('ERR_FORBIDDEN', `API key ${show(key.id)} lacks the scope ${show(scope)} that ${what} needs`, { details: { scope } }) };
+  }
+  return { key };
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** Id of the API key that authenticated the request (undefined on public routes or without keys). */
@@ -106,17 +124,9 @@ export function installAuth(app: FastifyInstance, keys: readonly Key[]): void {
   app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
     const scope = request.routeOptions.config.scope;
     if (scope === undefined) return done();
-    const header = request.headers.authorization;
-    const m = header === undefined ? null : kBearer.exec(header);
-    if (m === null) {
-      return done(new EngineError('ERR_UNAUTHORIZED', header === undefined ? 'no Authorization header; send Authorization: Bearer <token>' : 'the Authorization header is not "Bearer <token>"'));
-    }
-    const key = match(keys, m[1]!);
-    if (key === undefined) return done(new EngineError('ERR_UNAUTHORIZED', 'the bearer token matches no configured API key'));
-    if (!key.scopes.has(scope)) {
-      return done(new EngineError('ERR_FORBIDDEN', `API key ${show(key.id)} lacks the scope ${show(scope)} that ${request.method} ${request.routeOptions.url} needs`, { details: { scope } }));
-    }
-    request.apiKeyId = key.id;
+    const result = authorize(keys, request.headers.authorization, scope, `${request.method} ${request.routeOptions.url}`);
+    if ('error' in result) return done(result.error);
+    request.apiKeyId = result.key.id;
     done();
   });
 }

@@ -7,7 +7,8 @@
  * File: { "engine": { DrawEngine options }, "listen": { "host", "port" },
  *         "auth": { "keys": [ { "id", "token" | "sha256", "scopes": [...] } ] },
  *         "tls": { "cert", "key" }, "limits": { "bodyBytes", "maxDrawCount", "maxItems" },
- *         "server": { "retryAfterSeconds", "shutdownTimeoutMs", "logLevel" } }
+ *         "server": { "retryAfterSeconds", "shutdownTimeoutMs", "logLevel" },
+ *         "grpc": { "host", "port", "defaultPool" } }
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -27,6 +28,8 @@ export interface ServeConfig {
   retryAfterSeconds: number;
   shutdownTimeoutMs: number;
   logLevel: string;
+  /** The Go-compatible gRPC endpoint, when a port is configured. */
+  grpc: { host: string; port: number; defaultPool: string | undefined } | undefined;
 }
 
 type Kind = 'string' | 'int' | 'boolean';
@@ -55,6 +58,9 @@ export const kServeFlags: [string, Kind, string, string][] = [
   ['retry-after', 'int', 'server.retryAfterSeconds', 'seconds in Retry-After of 503 responses [1]'],
   ['shutdown-timeout-ms', 'int', 'server.shutdownTimeoutMs', 'longest wait for in-flight requests on SIGTERM [30000]'],
   ['log-level', 'string', 'server.logLevel', 'fatal | error | warn | info | debug | trace | silent; logs go to stderr [warn]'],
+  ['grpc-port', 'int', 'grpc.port', 'also serve the Go service\'s gRPC RewardPoolService on this port [off]'],
+  ['grpc-host', 'string', 'grpc.host', 'address of the gRPC endpoint [the HTTP host]'],
+  ['grpc-default-pool', 'string', 'grpc.defaultPool', 'pool of gRPC requests that name none (Go clients never do) [none]'],
 ];
 
 const kLogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -87,7 +93,7 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
   const file = typeof flags.config === 'string' ? resolve(cwd, flags.config) : undefined;
   const raw = file === undefined ? {} : readJson(file);
   const base = file === undefined ? cwd : dirname(file);
-  const top = checkObject('config', raw, ['engine', 'listen', 'auth', 'tls', 'limits', 'server']);
+  const top = checkObject('config', raw, ['engine', 'listen', 'auth', 'tls', 'limits', 'server', 'grpc']);
   const section = (name: string, known: readonly string[] | null): Record<string, unknown> => {
     const v = top[name] ?? {};
     if (known === null) {
@@ -102,6 +108,7 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
     tls: section('tls', ['cert', 'key']),
     limits: section('limits', ['bodyBytes', 'maxDrawCount', 'maxItems']),
     server: section('server', ['retryAfterSeconds', 'shutdownTimeoutMs', 'logLevel']),
+    grpc: section('grpc', ['host', 'port', 'defaultPool']),
   };
   // Paths from the file are relative to the file.
   for (const [part, key] of [['engine', 'dir'], ['tls', 'cert'], ['tls', 'key']] as const) {
@@ -113,7 +120,7 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
     if (target === '' || v === undefined || (kind === 'boolean' && v !== true)) continue;
     const [part, key] = target.split('.') as [string, string];
     const value = flagValue(name, kind, v);
-    parts[part]![key] = kind === 'string' && (target === 'engine.dir' || part === 'tls') ? resolve(cwd, value as string) : value;
+    parts[part]![key] = kind === 'string' && (target === 'engine.dir' || target.startsWith('tls.')) ? resolve(cwd, value as string) : value;
   }
 
   const engine = parts.engine as DrawEngineOptions;
@@ -140,7 +147,19 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
   const s = parts.server!;
   const logLevel = s.logLevel ?? 'warn';
   if (typeof logLevel !== 'string' || !kLogLevels.includes(logLevel)) invalid('config.server.logLevel', `must be one of ${kLogLevels.join(', ')}`, logLevel);
+  const g = parts.grpc!;
+  let grpc: ServeConfig['grpc'];
+  if (g.port !== undefined) {
+    const gHost = g.host ?? host;
+    if (typeof gHost !== 'string' || gHost.length === 0) invalid('config.grpc.host', 'must be a non-empty string', gHost);
+    if (keys.length === 0 && !isLoopback(gHost)) invalid('the gRPC host (--grpc-host, config.grpc.host)', 'must be a loopback address when config.auth.keys is empty', gHost);
+    if (g.defaultPool !== undefined && (typeof g.defaultPool !== 'string' || g.defaultPool.length === 0 || g.defaultPool.length > 128)) invalid('config.grpc.defaultPool', 'must be a pool id (1-128 characters)', g.defaultPool);
+    grpc = { host: gHost, port: checkInt('config.grpc.port', g.port, 0, 65_535), defaultPool: g.defaultPool as string | undefined };
+  } else if (g.host !== undefined || g.defaultPool !== undefined) {
+    invalid('config.grpc.port', 'is required to serve gRPC (host and defaultPool alone do nothing)', g.port);
+  }
   return {
+    grpc,
     engine,
     listen: { host, port },
     auth: { keys },

@@ -8,3 +8,4 @@ export type { ApiKeyConfig, Scope } from './auth.js';
 export type { Limits, ServedEngine, DrawOptions } from './context.js';
 export { kStatusByCode, type Problem } from './problem.js';
 export { loadServeConfig, type ServeConfig } from './config.js';
+export { createGrpcServer, type GrpcServer, type GrpcServerOptions } from './grpc/index.js';

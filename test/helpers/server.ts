@@ -111,3 +111,21 @@ export function listeningUrl(child: ChildProcess, timeoutMs = 20_000): Promise<s
     });
   });
 }
+
+/** Resolves with the first match of `re` in a child's stdout (from now on). */
+export function stdoutMatch(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`no ${re} on stdout within ${timeoutMs} ms: ${out}`)), timeoutMs);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = re.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        resolve(m);
+      }
+    };
+    child.stdout?.on('data', onData);
+  });
+}

@@ -2,7 +2,7 @@
  * `reward-pool-engine serve` as a user runs it: --help lists every flag (and the README
  * documents each), flags override the config file, paths in the file are relative to it, the
  * loopback-only rule without keys (exit 2), invalid configs (exit 2), a locked directory
- * (exit 4), and SIGINT closes cleanly (exit 0).
+ * (exit 4), the gRPC endpoint beside HTTP, and SIGINT closes cleanly (exit 0).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { RewardPoolClient } from '../../dist/src/client/index.js';
 import { kServeFlags } from '../../dist/src/server/config.js';
 import { collect, useChildren } from '../helpers/engine.js';
-import { cliPath, keys, listeningUrl, root, tokens, writeConfig } from '../helpers/server.js';
+import { cliPath, keys, listeningUrl, root, stdoutMatch, tokens, writeConfig } from '../helpers/server.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const spawnChild = useChildren();
@@ -80,6 +80,8 @@ describe('refusals (exit 2)', () => {
       [['--dir', join(dir, 'x'), '--log-level', 'loud'], 'config.server.logLevel must be one of'],
       [['--dir', join(dir, 'x'), '--tls-cert', join(dir, 'no.pem'), '--tls-key', join(dir, 'no.key')], 'TLS certificate file'],
       [['--bogus'], "Unknown option '--bogus'"],
+      [['--wal', 'none', '--grpc-host', '127.0.0.1'], 'config.grpc.port is required to serve gRPC'],
+      [['--wal', 'none', '--grpc-port', '0', '--grpc-host', '0.0.0.0'], 'the gRPC host (--grpc-host, config.grpc.host) must be a loopback address'],
     ];
     // Side by side: each is a process that exits at once.
     const results = await Promise.all(cases.map(([args]) => serveAsync(...args)));
@@ -95,9 +97,11 @@ describe('running', () => {
   it('flags override the file, file paths are relative to the file, SIGINT closes with exit 0', async () => {
     const dir = tmpDir('run');
     const config = writeConfig(dir, { engine: { dir: 'data', shards: 2, segmentBytes: 1 << 20 }, listen: { host: '127.0.0.1', port: 1 }, auth: { keys } });
-    const child = spawnChild(process.execPath, [cliPath, 'serve', '--config', config, '--port', '0', '--shards', '1', '--max-draw-count', '10'], { cwd: root });
+    const child = spawnChild(process.execPath, [cliPath, 'serve', '--config', config, '--port', '0', '--shards', '1', '--max-draw-count', '10', '--grpc-port', '0', '--grpc-default-pool', 'p'], { cwd: root });
     const done = collect(child);
+    const grpcLine = stdoutMatch(child, /grpc listening on 127\.0\.0\.1:(\d+)/);
     const url = await listeningUrl(child);
+    expect(Number((await grpcLine)[1])).toBeGreaterThan(0);
     expect(existsSync(join(dir, 'data', 'shard-0'))).toBe(true);
     const client = new RewardPoolClient({ url, token: tokens.all });
     try {
