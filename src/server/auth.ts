@@ -9,6 +9,7 @@
  * The check is an onRequest hook: it runs before the body is read, so a request without the
  * right token costs the server no parsing and never reaches the engine.
  */
+import * as crypto from 'node:crypto';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineError, show } from '../errors.js';
@@ -46,8 +47,11 @@ function invalid(path: string, rule: string, value: unknown): never {
   throw new EngineError('ERR_INVALID_CONFIG', `${path} ${rule}, got ${show(value)}`, { details: { option: path } });
 }
 
+// crypto.hash (Node >= 20.12) hashes in one call, without a Hash object per request.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'buffer') => Buffer }).hash;
+
 export function sha256(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  return oneShot === undefined ? createHash('sha256').update(token, 'utf8').digest() : oneShot('sha256', token, 'buffer');
 }
 
 /** Validate `auth.keys` (messages name the path, e.g. `auth.keys[1].scopes`), keep digests only. */
