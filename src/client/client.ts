@@ -34,7 +34,7 @@ export interface RewardPoolClientOptions {
   token?: string;
   /** Connections to the server. Default: `16`. */
   connections?: number;
-  /** Retries of a connection failure (draws and reads only). Default: `5`. */
+  /** Retries of a connection failure (draws only: they carry an idempotency key). Default: `5`. */
   retries?: number;
   /** First retry delay in ms, doubled per retry (with jitter). Default: `50`. */
   retryDelayMs?: number;
@@ -141,7 +141,7 @@ export class RewardPoolClient {
 
   async #drawMany(poolId: string, count: number, key: string): Promise<DrawsResponse> {
     const what = `POST ${path(poolId)}/draws`;
-    const body = await this.#send({ method: 'POST', path: `${path(poolId)}/draws`, body: { count, indices: true }, idempotencyKey: key, retry: true });
+    const body = await this.#send({ method: 'POST', path: `${path(poolId)}/draws`, body: { count, indices: true }, idempotencyKey: key });
     return parseDrawsResponse(body, count, what);
   }
 
@@ -150,7 +150,7 @@ export class RewardPoolClient {
       this.#checkOpen();
       checkPoolId(poolId);
       const catalog = validateCatalog(poolId, items);
-      await this.#send({ method: 'POST', path: '/v1/pools', body: { id: poolId, items: catalog }, retry: false });
+      await this.#send({ method: 'POST', path: '/v1/pools', body: { id: poolId, items: catalog } });
     });
   }
 
@@ -166,7 +166,7 @@ export class RewardPoolClient {
       checkPoolId(poolId);
       const key = this.#checkKey(options, 'draw');
       if (key === undefined) return this.#coalescer.add(poolId);
-      return this.#send({ method: 'POST', path: `${path(poolId)}/draw`, idempotencyKey: key, retry: true }).then((b) => parseDrawResult(b, `POST ${path(poolId)}/draw`));
+      return this.#send({ method: 'POST', path: `${path(poolId)}/draw`, idempotencyKey: key }).then((b) => parseDrawResult(b, `POST ${path(poolId)}/draw`));
     });
   }
 
@@ -195,7 +195,7 @@ export class RewardPoolClient {
       const body: ItemPatch = {};
       if (!Number.isNaN(checked.weight)) body.weight = checked.weight;
       if (!Number.isNaN(checked.quantity)) body.quantity = checked.quantity;
-      await this.#send({ method: 'PATCH', path: `${path(poolId)}/items/${encodeURIComponent(itemId)}`, body, retry: false });
+      await this.#send({ method: 'PATCH', path: `${path(poolId)}/items/${encodeURIComponent(itemId)}`, body });
     });
   }
 
@@ -203,7 +203,7 @@ export class RewardPoolClient {
     return reject(async () => {
       this.#checkOpen();
       checkPoolId(poolId);
-      return parsePoolState(await this.#send({ method: 'GET', path: path(poolId), retry: true }), `GET ${path(poolId)}`);
+      return parsePoolState(await this.#send({ method: 'GET', path: path(poolId) }), `GET ${path(poolId)}`);
     });
   }
 
@@ -211,7 +211,7 @@ export class RewardPoolClient {
   poolIds(): Promise<string[]> {
     return reject(async () => {
       this.#checkOpen();
-      return parsePoolIds(await this.#send({ method: 'GET', path: '/v1/pools', retry: true }), 'GET /v1/pools');
+      return parsePoolIds(await this.#send({ method: 'GET', path: '/v1/pools' }), 'GET /v1/pools');
     });
   }
 
@@ -219,7 +219,7 @@ export class RewardPoolClient {
   metrics(): Promise<EngineMetrics> {
     return reject(async () => {
       this.#checkOpen();
-      return parseMetrics(await this.#send({ method: 'GET', path: '/v1/stats', retry: true }), 'GET /v1/stats');
+      return parseMetrics(await this.#send({ method: 'GET', path: '/v1/stats' }), 'GET /v1/stats');
     });
   }
 
@@ -227,7 +227,7 @@ export class RewardPoolClient {
   snapshot(): Promise<void> {
     return reject(async () => {
       this.#checkOpen();
-      await this.#send({ method: 'POST', path: '/v1/snapshot', retry: false });
+      await this.#send({ method: 'POST', path: '/v1/snapshot' });
     });
   }
 

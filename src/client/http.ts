@@ -5,10 +5,10 @@
  *
  * What is retried, and why it is safe: only failures where no response arrived (connection
  * refused or reset, socket closed before the response, connect timeout), and only requests that
- * are safe to repeat: every draw carries an Idempotency-Key (the client makes one when the
- * caller gave none), so a draw that did happen before the connection dropped returns its
- * original outcome on the retry instead of drawing again; GETs change nothing. createPool,
- * updateItem and snapshot carry no key and are never retried.
+ * carry an Idempotency-Key: every draw does (the client makes one when the caller gave none), so
+ * a draw that did happen before the connection dropped returns its original outcome on the
+ * retry instead of drawing again. A request without a key (createPool, updateItem, snapshot,
+ * the reads) is never retried: the rule stays one line long, and the caller decides.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher, Pool } from 'undici';
@@ -50,9 +50,8 @@ export interface HttpRequest {
   method: 'GET' | 'POST' | 'PATCH';
   path: string;
   body?: unknown;
+  /** Sent as the Idempotency-Key header; only requests with one are retried. */
   idempotencyKey?: string;
-  /** Retry connection failures (draws with a key, GETs). */
-  retry: boolean;
 }
 
 export interface HttpDeps {
@@ -121,7 +120,7 @@ export async function send(deps: HttpDeps, req: HttpRequest): Promise<unknown> {
       }
       // No response at all. Only connection failures are worth another try: a TLS
       // verification failure or a bad URL fails the same way every time.
-      if (!isConnectionFailure(err) || !req.retry || attempt >= deps.retry.retries) {
+      if (!isConnectionFailure(err) || req.idempotencyKey === undefined || attempt >= deps.retry.retries) {
         const tries = attempt + 1;
         throw new EngineError(
           'ERR_SERVICE_UNAVAILABLE',

@@ -172,12 +172,12 @@ describe('retries', () => {
     for (const k of headerValues(proxy.requests, 'idempotency-key')) tally.set(k, (tally.get(k) ?? 0) + 1);
     expect([...tally.values()]).toEqual([2, 2, 2]);
     expect(tally.get('purchase-42')).toBe(2);
-    // Reads are retried too (they change nothing).
+    // A read carries no key: not retried.
     proxy.dropNext(1);
-    expect((await client.pool('p')).id).toBe('p');
+    await expect(client.pool('p')).rejects.toMatchObject({ code: 'ERR_SERVICE_UNAVAILABLE', details: { attempts: 1 } });
   });
 
-  it('writes without a key are not retried; a server that stays unreachable is ERR_SERVICE_UNAVAILABLE after the retries', async () => {
+  it('requests without a key are not retried; a server that stays unreachable is ERR_SERVICE_UNAVAILABLE after the retries', async () => {
     const { proxy, client } = await behindProxy(1);
     const err = await client.updateItem('p', 'gold', { quantity: 1 }).catch((e: EngineError) => e);
     expect(err).toMatchObject({ code: 'ERR_SERVICE_UNAVAILABLE' });

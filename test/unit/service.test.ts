@@ -3,10 +3,10 @@
  * keys on the wire, loopback hosts, limits and server options, the serve config merge, API key
  * compilation, problem mapping, and the client's retry classification and backoff.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tmpDir } from '../helpers/tmp.js';
 import { kMaxDrawMany } from '../../src/engine.js';
 import { EngineError } from '../../src/errors.js';
 import { backoffMs, errorFromResponse, isConnectionFailure } from '../../src/client/http.js';
@@ -16,8 +16,6 @@ import { fillLimits, fillServerOptions, isLoopback } from '../../src/server/opti
 import { problemOf } from '../../src/server/problem.js';
 import { decodeIndices, encodeIndices, isWireIdempotencyKey, kMaxDrawCount } from '../../src/wire.js';
 
-const scratch = mkdtempSync(join(tmpdir(), 'rpe-service-unit-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -98,6 +96,7 @@ describe('options', () => {
 
 describe('serve config', () => {
   it('merges file and flags; file paths are relative to the file, flag paths to the working directory', () => {
+    const scratch = tmpDir('serve-config');
     const file = join(scratch, 'c.json');
     writeFileSync(file, JSON.stringify({ engine: { dir: 'data', shards: 2 }, listen: { port: 9000 }, tls: { cert: 'c.pem', key: 'k.pem' }, server: { logLevel: 'info' } }));
     const c = loadServeConfig({ config: file, shards: '1', archive: true }, '/work');
