@@ -12,7 +12,8 @@
  *   4. drawMany over HTTP: the client (with per-draw indices, a real DrawBatch) and a bare
  *      summary request (counts only).
  *
- * Knobs (env): RPE_DURATION seconds per autocannon run [5], RPE_CONNECTIONS [64], RPE_SHARDS
+ * Knobs (env): RPE_DURATION seconds per run [4], RPE_ROUNDS interleaved rounds of the ceiling
+ * and one-draw-per-request runs [3, medians reported], RPE_CONNECTIONS [64], RPE_SHARDS
  * [1: the server's HTTP thread is the bottleneck on 2 cores], RPE_MANY draws per drawMany
  * [1,048,576]. Every loop is bounded by time; everything stays on 127.0.0.1.
  */
@@ -28,7 +29,8 @@ import { Pool } from 'undici';
 import { RewardPoolClient } from '../../src/client/index.js';
 import { machineInfo } from '../lib/machine.js';
 
-const duration = Number(process.env.RPE_DURATION ?? 5);
+const duration = Number(process.env.RPE_DURATION ?? 4);
+const rounds = Number(process.env.RPE_ROUNDS ?? 3);
 const connections = Number(process.env.RPE_CONNECTIONS ?? 64);
 const shards = Number(process.env.RPE_SHARDS ?? 1);
 const manyCount = Number(process.env.RPE_MANY ?? 1 << 20);
@@ -87,10 +89,10 @@ function startServe(sync: 'always' | 'never', wal: 'mmap' | 'file' = 'mmap'): Pr
   return startChild([join(distDir, 'src/cli.js'), 'serve', '--config', config]);
 }
 
-/** One autocannon run of POST <url>/v1/pools/bench/draw (after a one-second warm-up). */
-async function cannon(url: string, overallRate?: number, ignoreCoordinatedOmission = false): Promise<Result> {
+/** One autocannon run of POST <url>/v1/pools/bench/draw (after a one-second warm-up, unless told). */
+async function cannon(url: string, overallRate?: number, ignoreCoordinatedOmission = false, warmUp = true): Promise<Result> {
   const opts = { url: `${url}/v1/pools/bench/draw`, method: 'POST', headers: auth, connections };
-  await autocannon({ ...opts, duration: 1 });
+  if (warmUp) await autocannon({ ...opts, duration: 1 });
   const r = await autocannon({ ...opts, duration, ...(overallRate === undefined ? {} : { overallRate, ignoreCoordinatedOmission }) });
   if (r.errors > 0 || r.non2xx > 0) throw new Error(`autocannon saw ${r.errors} errors and ${r.non2xx} non-2xx responses`);
   return r;
@@ -122,61 +124,71 @@ async function main(): Promise<void> {
   console.log(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}, scratch ${m.scratchFs}`);
   // Other work on the machine moves every figure here: say how busy it was.
   console.log(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(', ')}`);
-  console.log(`server: reward-pool-engine serve, ${shards} shard(s), mmap WAL; autocannon ${connections} connections, ${duration} s per run; loopback\n`);
+  console.log(`server: reward-pool-engine serve, ${shards} shard(s); autocannon ${connections} connections, ${duration} s per run, ${rounds} interleaved rounds (median, range); loopback\n`);
 
-  // 1. Ceiling.
-  const bare = await startChild([join(distDir, 'bench/e2e/server-bare.js')]);
-  const ceiling = await cannon(bare.url);
-  await stop(bare.child);
-  rows.push({ scenario: 'bare fastify route, constant body (ceiling)', 'requests/s': fmt(ceiling.requests.average), 'draws/s': '-', p50: ms(ceiling.latency.p50), p99: ms(ceiling.latency.p99), 'vs ceiling': '100%' });
-
-  // 2. One draw per request, sync never then always.
-  for (const sync of ['never', 'always'] as const) {
-    const srv = await startServe(sync);
-    await createPool(srv.url);
-    const peak = await cannon(srv.url);
-    const ratio = peak.requests.average / ceiling.requests.average;
-    rows.push({ scenario: `one draw per request, sync ${sync}${sync === 'always' ? ', wal mmap' : ''}`, 'requests/s': fmt(peak.requests.average), 'draws/s': fmt(peak.requests.average), p50: ms(peak.latency.p50), p99: ms(peak.latency.p99), 'vs ceiling': `${(ratio * 100).toFixed(0)}%` });
-    if (sync === 'always') {
-      // At a fixed rate autocannon corrects for coordinated omission (a request it sent late
-      // counts from when it should have been sent): on a shared 2-core machine its own timer
-      // lateness lands in that figure, so the uncorrected one is shown beside it.
-      const rate = Math.round(peak.requests.average / 2);
-      const half = await cannon(srv.url, rate);
-      const raw = await cannon(srv.url, rate, true);
-      rows.push({ scenario: `  same at half the peak rate (${fmt(rate)}/s), p99 uncorrected in ()`, 'requests/s': fmt(half.requests.average), 'draws/s': fmt(half.requests.average), p50: ms(half.latency.p50), p99: `${ms(half.latency.p99)} (${ms(raw.latency.p99)})`, 'vs ceiling': '-' });
-
-      // 3. The client: rounds of 10,000 concurrent draw() calls, coalesced into one request per turn.
-      const client = new RewardPoolClient({ url: srv.url, token });
-      await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench'))); // warm-up
-      const requestsBefore = client.coalescedRequests;
-      const c = await timed(duration, async () => (await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench')))).length);
-      const perRound = (client.coalescedRequests - requestsBefore) / c.rounds;
-      rows.push({ scenario: `RewardPoolClient, 10,000 concurrent draw(), sync always (${perRound.toFixed(1)} request/round)`, 'requests/s': fmt((perRound * 1000) / c.meanMs), 'draws/s': fmt(c.perSecond), p50: `${ms(c.meanMs)} /round`, p99: '-', 'vs ceiling': '-' });
-
-      // 4. drawMany over HTTP: the client (indices, a DrawBatch) and a bare summary request.
-      const d = await timed(duration, async () => (await client.drawMany('bench', manyCount)).count);
-      rows.push({ scenario: `RewardPoolClient drawMany(${fmt(manyCount)}) with indices, sync always`, 'requests/s': (1000 / d.meanMs).toFixed(1), 'draws/s': fmt(d.perSecond), p50: `${ms(d.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
-      await client.close();
-      const pool = new Pool(srv.url, { connections: 1 });
-      const s = await timed(duration, async () => {
-        const res = await pool.request({ method: 'POST', path: '/v1/pools/bench/draws', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ count: manyCount }) });
-        const body = (await res.body.json()) as { count: number };
-        return body.count;
-      });
-      await pool.close();
-      rows.push({ scenario: `POST /draws {count: ${fmt(manyCount)}}, summary only, sync always`, 'requests/s': (1000 / s.meanMs).toFixed(1), 'draws/s': fmt(s.perSecond), p50: `${ms(s.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
-    }
-    await stop(srv.child);
+  // 1-2. The ceiling and one draw per request, interleaved: every server is up at once (an idle
+  // one costs nothing) and each round runs all of them back to back, so a change in what else
+  // the machine does hits them alike; medians over `rounds` rounds, ratios taken per round.
+  const targets = [
+    { scenario: 'bare fastify route, constant body (ceiling)', srv: await startChild([join(distDir, 'bench/e2e/server-bare.js')]) },
+    { scenario: 'one draw per request, sync never', srv: await startServe('never') },
+    { scenario: 'one draw per request, sync always, wal mmap', srv: await startServe('always') },
+    // pwrite + fdatasync per group commit costs less than msync(MS_SYNC) of a mapping under
+    // load (DESIGN.md "Measured on this machine").
+    { scenario: 'one draw per request, sync always, wal file', srv: await startServe('always', 'file') },
+  ];
+  for (const t of targets.slice(1)) await createPool(t.srv.url);
+  const runs: Result[][] = targets.map(() => []);
+  for (let r = 0; r < rounds; r++) for (const [i, t] of targets.entries()) runs[i]!.push(await cannon(t.srv.url, undefined, false, r === 0));
+  const rate = (x: Result): number => x.requests.average;
+  let peakAlways = 0;
+  for (const [i, t] of targets.entries()) {
+    const byRate = [...runs[i]!].sort((a, b) => rate(a) - rate(b));
+    const mid = byRate[byRate.length >> 1]!;
+    const ratios = runs[i]!.map((x, r) => rate(x) / rate(runs[0]![r]!)).sort((a, b) => a - b);
+    const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+    if (i === 2) peakAlways = rate(mid);
+    rows.push({
+      scenario: t.scenario,
+      'requests/s': `${fmt(rate(mid))} (${fmt(rate(byRate[0]!))}-${fmt(rate(byRate.at(-1)!))})`,
+      'draws/s': i === 0 ? '-' : fmt(rate(mid)),
+      p50: ms(mid.latency.p50),
+      p99: ms(mid.latency.p99),
+      'vs ceiling': i === 0 ? '100%' : `${pct(ratios[ratios.length >> 1]!)} (${pct(ratios[0]!)}-${pct(ratios.at(-1)!)})`,
+    });
   }
+  const srv = targets[2]!.srv;
 
-  // The same durable draws with the plain-file WAL: pwrite + fdatasync per group commit, which
-  // costs less than msync(MS_SYNC) of a mapping under load (DESIGN.md "Measured on this machine").
-  const file = await startServe('always', 'file');
-  await createPool(file.url);
-  const viaFile = await cannon(file.url);
-  await stop(file.child);
-  rows.splice(4, 0, { scenario: 'one draw per request, sync always, wal file', 'requests/s': fmt(viaFile.requests.average), 'draws/s': fmt(viaFile.requests.average), p50: ms(viaFile.latency.p50), p99: ms(viaFile.latency.p99), 'vs ceiling': `${((viaFile.requests.average / ceiling.requests.average) * 100).toFixed(0)}%` });
+  // At a fixed rate autocannon corrects for coordinated omission (a request it sent late counts
+  // from when it should have been sent): on a shared 2-core machine its own timer lateness lands
+  // in that figure, so the uncorrected one is shown beside it.
+  const half = Math.round(peakAlways / 2);
+  const atHalf = await cannon(srv.url, half);
+  const raw = await cannon(srv.url, half, true);
+  rows.splice(3, 0, { scenario: `  same at half the peak rate (${fmt(half)}/s), p99 uncorrected in ()`, 'requests/s': fmt(rate(atHalf)), 'draws/s': fmt(rate(atHalf)), p50: ms(atHalf.latency.p50), p99: `${ms(atHalf.latency.p99)} (${ms(raw.latency.p99)})`, 'vs ceiling': '-' });
+
+  // 3. The client: rounds of 10,000 concurrent draw() calls, coalesced into one request per turn.
+  const client = new RewardPoolClient({ url: srv.url, token });
+  await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench'))); // warm-up
+  const requestsBefore = client.coalescedRequests;
+  const c = await timed(duration, async () => (await Promise.all(Array.from({ length: 10_000 }, () => client.draw('bench')))).length);
+  const perRound = (client.coalescedRequests - requestsBefore) / c.rounds;
+  rows.push({ scenario: `RewardPoolClient, 10,000 concurrent draw(), sync always (${perRound.toFixed(1)} request/round)`, 'requests/s': fmt((perRound * 1000) / c.meanMs), 'draws/s': fmt(c.perSecond), p50: `${ms(c.meanMs)} /round`, p99: '-', 'vs ceiling': '-' });
+
+  // 4. drawMany over HTTP: the client (indices, a DrawBatch) and a bare summary request.
+  const d = await timed(duration, async () => (await client.drawMany('bench', manyCount)).count);
+  rows.push({ scenario: `RewardPoolClient drawMany(${fmt(manyCount)}) with indices, sync always`, 'requests/s': (1000 / d.meanMs).toFixed(1), 'draws/s': fmt(d.perSecond), p50: `${ms(d.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
+  await client.close();
+  const pool = new Pool(srv.url, { connections: 1 });
+  const sm = await timed(duration, async () => {
+    const res = await pool.request({ method: 'POST', path: '/v1/pools/bench/draws', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ count: manyCount }) });
+    const body = (await res.body.json()) as { count: number };
+    return body.count;
+  });
+  await pool.close();
+  rows.push({ scenario: `POST /draws {count: ${fmt(manyCount)}}, summary only, sync always`, 'requests/s': (1000 / sm.meanMs).toFixed(1), 'draws/s': fmt(sm.perSecond), p50: `${ms(sm.meanMs)} /call`, p99: '-', 'vs ceiling': '-' });
+
+  for (const t of targets) await stop(t.srv.child);
 
   console.table(rows);
   console.log('notes: servers run in child processes on the same 2-core machine as the load generator, so the two share the CPU;');
