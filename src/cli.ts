@@ -10,6 +10,7 @@ const usage = `usage: reward-pool-engine <command> [options]
 commands:
   recover <dir>        recover a data directory and print the recovery report
   inspect <dir>        list segments, records per type, checksums and the snapshot chain
+  serve [options]      serve the engine over HTTP (see: reward-pool-engine serve --help)
   help [command]       this text, or a command's own help
 options:
   --version, -v        print the version
@@ -22,6 +23,8 @@ type Command = () => Promise<{ run(argv: string[]): Promise<number> }>;
 const commands = new Map<string, Command>([
   ['recover', () => import('./cli/recover-command.js')],
   ['inspect', () => import('./cli/inspect-command.js')],
+  // Loaded only for this command: fastify and prom-client stay out of the other commands.
+  ['serve', () => import('./cli/serve-command.js')],
 ]);
 
 function version(): string {

@@ -20,11 +20,17 @@ export const codes = {
   ERR_CORRUPT_WAL: 'corrupt write-ahead log',
   ERR_CORRUPT_SNAPSHOT: 'corrupt snapshot',
   ERR_DISK_FULL: 'disk full',
-  // idempotent draws
+  // idempotent draws and replication
   ERR_IDEMPOTENCY_MISMATCH: 'idempotency key reused with another pool or count',
-  // replication
-  ERR_NOT_LEADER: 'not the leader',
-  ERR_REPLICATION_UNAVAILABLE: 'replication unavailable',
+  ERR_NOT_LEADER: 'this engine is not the leader',
+  ERR_REPLICATION_UNAVAILABLE: 'replication is unavailable',
+  // service (HTTP server and client)
+  ERR_INVALID_REQUEST: 'invalid request',
+  ERR_UNAUTHORIZED: 'missing or unknown API token',
+  ERR_FORBIDDEN: 'the API token lacks the scope this route needs',
+  ERR_PAYLOAD_TOO_LARGE: 'request body too large',
+  ERR_SERVICE_UNAVAILABLE: 'the service could not be reached',
+  ERR_INTERNAL: 'unexpected failure in the service',
 } as const;
 
 export type ErrorCode = keyof typeof codes;

@@ -20,10 +20,20 @@ const kDesignCodes = [
   'ERR_REPLICATION_UNAVAILABLE',
 ];
 
+/** The service's own codes (HTTP server and client), DESIGN.md "Service (HTTP)" and docs/wire.md. */
+const kServiceCodes = [
+  'ERR_INVALID_REQUEST',
+  'ERR_UNAUTHORIZED',
+  'ERR_FORBIDDEN',
+  'ERR_PAYLOAD_TOO_LARGE',
+  'ERR_SERVICE_UNAVAILABLE',
+  'ERR_INTERNAL',
+];
+
 describe('codes', () => {
-  it('has exactly the 14 codes of DESIGN.md', () => {
-    expect(Object.keys(codes)).toHaveLength(14);
-    expect(Object.keys(codes).sort()).toEqual([...kDesignCodes].sort());
+  it('has exactly the 14 codes of DESIGN.md and the 6 of the service', () => {
+    expect(Object.keys(codes)).toHaveLength(20);
+    expect(Object.keys(codes).sort()).toEqual([...kDesignCodes, ...kServiceCodes].sort());
   });
 
   it('each key is the code an EngineError built from it carries, with a default message', () => {
