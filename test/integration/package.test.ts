@@ -72,12 +72,15 @@ it('packs from a fresh checkout, installs with --omit=dev --ignore-scripts, and 
     env: { ...process.env, CC: 'false', CXX: 'false' }, // no compiler may be needed
   });
   expect(install.status, install.stderr).toBe(0);
-  // 161 packages with the old mmap dependency; now the engine, piscina, msgpackr,
-  // node-gyp-build and their optional platform helpers.
+  // 161 packages with the old mmap dependency. Now: the engine, piscina, msgpackr,
+  // node-gyp-build and their optional platform binaries (11), plus the service's fastify,
+  // prom-client and undici with theirs; no build tools, and not the optional gRPC peers.
   const ls = spawnSync('npm', ['ls', '--all', '--omit=dev', '--parseable'], { cwd: app, encoding: 'utf8' });
-  const packages = ls.stdout.split('\n').filter(Boolean).slice(1);
+  const packages = ls.stdout.split('\n').filter(Boolean).slice(1).map((p) => p.slice(p.lastIndexOf('node_modules/') + 'node_modules/'.length));
   expect(packages.length, packages.join('\n')).toBeGreaterThanOrEqual(4);
-  expect(packages.length, packages.join('\n')).toBeLessThanOrEqual(12);
+  expect(packages.length, packages.join('\n')).toBeLessThanOrEqual(70);
+  for (const name of ['piscina', 'msgpackr', 'node-gyp-build', 'fastify', 'prom-client', 'undici']) expect(packages).toContain(name);
+  for (const name of ['node-gyp', '@mapbox/node-pre-gyp', 'prebuildify', '@grpc/grpc-js', 'typescript', 'vitest']) expect(packages).not.toContain(name);
 
   writeFileSync(join(app, 'example.mjs'), example);
   const run = spawnSync(process.execPath, ['example.mjs'], { cwd: app, encoding: 'utf8', timeout: 60_000 });
