@@ -10,6 +10,7 @@ import { errorFromWire, errorToWire, EngineError } from '../src/errors.js';
 import { kStateClosed, kStateIndex, shardBlock } from '../src/layout.js';
 import { kTag, type SnapshotJob, type BatchMessage, type BatchReply, type FromWorkerLifecycle, type ToWorkerLifecycle } from '../src/protocol.js';
 import { ShardCore } from '../src/shard/shard-core.js';
+import { snapshotReply, snapshotTransfer } from '../src/shard/snapshot-reply.js';
 
 if (parentPort === null) throw new Error('shard-worker must run as a worker thread');
 const parent = parentPort;
@@ -51,18 +52,11 @@ function commitGroup(): void {
   postSnapshot(core.snapshotIfDue());
 }
 
-/** Hand a snapshot job to the coordinator, transferring the copied typed arrays. */
+/** Answer a snapshot step (see snapshotReply), transferring a job's copied typed arrays. */
 function postSnapshot(job: SnapshotJob | 'skipped' | 'queued' | undefined, reqIds: number[] = []): void {
-  if (job === undefined || job === 'queued') return;
-  if (job === 'skipped') {
-    if (reqIds.length > 0) post({ tag: kTag, type: 'snapshotSkipped', reqIds });
-    return;
-  }
-  const transfer: ArrayBuffer[] = [];
-  for (const p of job.body.pools) {
-    for (const a of [p.weights, p.quantities, p.drawn]) if (a instanceof Float64Array) transfer.push(a.buffer as ArrayBuffer);
-  }
-  parent.postMessage(job, transfer);
+  const msg = snapshotReply(job, reqIds, core?.failure);
+  if (msg === undefined) return;
+  parent.postMessage(msg, msg.type === 'snapshotJob' ? snapshotTransfer(msg) : []);
 }
 
 function onBatch(msg: BatchMessage): void {

@@ -159,7 +159,6 @@ export class ShardClient {
     const err = new EngineError('ERR_SHARD_FAILED', `shard ${this.index} ${how}`, { details: { shard: this.index, threadId: this.threadId } });
     const first = this.#failure === undefined;
     this.failAll(err);
-    this.#rejectSnapshots(err);
     if (first && !this.#closing) this.#hooks.onUnexpectedExit(this, err);
   }
 
@@ -180,8 +179,10 @@ export class ShardClient {
   }
 
   #rejectSnapshots(err: EngineError): void {
+    if (this.#snapshotWaiters.size === 0) return;
     for (const w of this.#snapshotWaiters.values()) w.reject(err);
     this.#snapshotWaiters.clear();
+    this.#thread?.hold(false);
   }
 
   /** Snapshot this shard now; resolves once the snapshot is durable (or nothing changed). */
@@ -203,6 +204,7 @@ export class ShardClient {
   failAll(err: EngineError): void {
     this.#failure ??= err;
     this.#batcher.failAll(err);
+    this.#rejectSnapshots(err);
     this.#admission.pending = 0;
     this.#admission.releaseAll(); // each re-run sees the failure and rejects
     this.#publishPending();

@@ -21,7 +21,6 @@ import {
   kOpCreate,
   kOpDraw,
   kOpState,
-  kOpStride,
   kOpUpdate,
   type BatchMessage,
   type BatchReply,
@@ -72,7 +71,7 @@ function config(over: Partial<ShardConfig> = {}): ShardConfig {
     maxRequestId: 0,
     chain: null,
     ...over,
-  } as ShardConfig;
+  };
 }
 
 /** Builds one batch the way Batcher.pack() lays it out. */
@@ -104,7 +103,7 @@ class Batch {
   }
 
   message(id: number): BatchMessage {
-    return { type: 'batch', id, ops: Float64Array.from(this.ops), controls: this.controls, keys: [] } as BatchMessage;
+    return { type: 'batch', id, ops: Float64Array.from(this.ops), controls: this.controls, keys: [] };
   }
 }
 
