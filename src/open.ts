@@ -28,7 +28,7 @@ export interface PreparedDir {
  */
 export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
   if (opts.wal === 'none') {
-    const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), report: emptyReport(undefined) };
+    const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), marks: new Map(), report: emptyReport(undefined) };
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
   }
   const dir = opts.dir!;
@@ -48,7 +48,7 @@ export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
     const storage = realStorage;
     createFirstSegments(storage, dir, state.epoch, baseSeqs, firstSegmentBytes(opts.segmentBytes));
-    writeBaseSnapshots(storage, dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId);
+    writeBaseSnapshots(storage, dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId, state.marks);
     retireCoveredByBase(storage, dir, baseSeqs, state.shardDirs, opts.archive);
     return { state, poolsByShard, baseSeqs, release };
   } catch (err) {

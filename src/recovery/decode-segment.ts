@@ -4,6 +4,7 @@ import { realStorage } from '../storage/real-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { SegmentSource } from '../wal/segment-source.js';
 import type { WindowLimits } from '../idempotency.js';
+import type { StreamMark } from '../wal/format.js';
 import { SegmentSummarizer, type SpanSummary } from './summary.js';
 
 export interface DecodeTask {
@@ -23,7 +24,15 @@ export interface DecodedSegment extends DecodeTask {
   end: number;
   size: number;
   torn: { offset: number; reason: string } | undefined;
+  /** Every record of the segment. */
   span: SpanSummary;
+  /** Written under replication: only records a mark confirmed count (see foldRecovery). */
+  replicated: boolean;
+  /** Records up to the segment's last mark, and after it. */
+  confirmed: SpanSummary;
+  tail: SpanSummary;
+  /** The segment's last mark. */
+  mark: StreamMark | undefined;
 }
 
 /**
@@ -47,7 +56,8 @@ export function decodeSegment(task: DecodeTask, storage: Storage = realStorage):
       end: scan.end,
       size: src.size,
       torn: scan.torn,
-      span: summarizer.finish(),
+      ...summarizer.finish(),
+      replicated: scan.header.replicated,
     };
   } finally {
     src.close();

@@ -4,6 +4,7 @@ import type { PoolData } from '../pool-state.js';
 
 const kNoLimits: WindowLimits = { keys: Infinity, draws: Infinity };
 import type { LoadedSnapshot } from '../snapshot/chain.js';
+import type { StreamMark } from '../wal/format.js';
 import type { DecodedSegment } from './decode-segment.js';
 import { mergeSpan, newSpanSummary, type PoolSummary, type SpanSummary } from './summary.js';
 
@@ -57,10 +58,29 @@ export function foldRecovery(
   shards: number,
   decoded: DecodedSegment[],
   limits: WindowLimits = kNoLimits,
-): { pools: Map<string, PoolData>; maxRequestId: number; epochSeen: number; draws: number } {
+): { pools: Map<string, PoolData>; maxRequestId: number; epochSeen: number; draws: number; unconfirmedDraws: number; marks: Map<number, StreamMark> } {
   const replayed = decoded.slice().sort((a, b) => a.epoch - b.epoch || a.shard - b.shard || a.seq - b.seq);
+  const marks = new Map<number, StreamMark>();
+  for (const [k, b] of bases) if (b.replication) marks.set(k, b.replication);
+  // Under replication a group's records count once the mark after them says the stream stored
+  // them: in each (epoch, shard), everything up to the last mark; the rest was never confirmed.
+  const lastMarked = new Map<string, number>();
+  for (const d of replayed) if (d.replicated && d.mark !== undefined) lastMarked.set(`${d.epoch}/${d.shard}`, d.seq);
   const total = newSpanSummary();
-  for (const d of replayed) mergeSpan(total, d.span, limits);
+  let unconfirmedDraws = 0;
+  for (const d of replayed) {
+    if (!d.replicated) {
+      mergeSpan(total, d.span, limits);
+      continue;
+    }
+    const last = lastMarked.get(`${d.epoch}/${d.shard}`) ?? -1;
+    if (d.seq < last) mergeSpan(total, d.span, limits);
+    else if (d.seq === last) {
+      mergeSpan(total, d.confirmed, limits);
+      unconfirmedDraws += d.tail.draws;
+      marks.set(d.shard, d.mark!);
+    } else unconfirmedDraws += d.span.draws;
+  }
   const pools = new Map<string, PoolData>();
   let maxRequestId = total.maxRequestId;
   let epochSeen = 0;
@@ -72,5 +92,5 @@ export function foldRecovery(
   }
   for (const d of replayed) epochSeen = Math.max(epochSeen, d.epoch);
   applySpan(pools, total, limits);
-  return { pools, maxRequestId, epochSeen, draws: total.draws };
+  return { pools, maxRequestId, epochSeen, draws: total.draws, unconfirmedDraws, marks };
 }

@@ -11,6 +11,7 @@ import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-se
 import { chooseSnapshotSet, planReplay, type Peek, type ShardListing } from './plan.js';
 import { peekSegment, type SegmentPeek } from '../wal/segment-peek.js';
 import type { WindowLimits } from '../idempotency.js';
+import type { StreamMark } from '../wal/format.js';
 import type { PoolData } from '../pool-state.js';
 import { foldRecovery } from './fold.js';
 import { removeTempFiles, zeroTornTail } from './repair.js';
@@ -42,6 +43,8 @@ export interface RecoveryReport {
    * creating them): not replayed, and retired with what the open-time snapshot covers.
    */
   removedSegments: string[];
+  /** Draws in records written under replication that no mark confirmed (the stream may not have them): not applied. */
+  unconfirmedDraws: number;
 }
 
 export interface RecoveredState {
@@ -54,6 +57,8 @@ export interface RecoveredState {
   shardDirs: number[];
   /** The snapshot each shard directory was recovered from. */
   bases: Map<number, LoadedSnapshot>;
+  /** Under replication: per shard, the last group of the stream the recovered state includes. */
+  marks: Map<number, StreamMark>;
   report: RecoveryReport;
 }
 
@@ -89,6 +94,7 @@ export function emptyReport(dir: string | undefined): RecoveryReport {
     ms: 0,
     tornTails: [],
     removedSegments: [],
+    unconfirmedDraws: 0,
   };
 }
 
@@ -273,9 +279,10 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   report.epoch = epochSeen + 1;
   report.pools = pools.size;
   report.drawsReplayed = folded.draws;
+  report.unconfirmedDraws = folded.unconfirmedDraws;
   report.maxRequestId = maxRequestId;
   report.threads = threads;
   report.threadsUsed = threadsUsed;
   report.ms = performance.now() - t0;
-  return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs: listings.map((l) => l.shard), bases: choice.bases, report };
+  return { pools, maxRequestId, epoch: epochSeen + 1, nextSeq, shardDirs: listings.map((l) => l.shard), bases: choice.bases, marks: folded.marks, report };
 }

@@ -13,6 +13,8 @@ import {
   kRecUpdateItem,
   kKeyedDrawHeaderBytes,
   kRecKeyedDraw,
+  kRecMark,
+  type StreamMark,
 } from '../wal/format.js';
 import { trimWindow, type KeyedOutcome, type WindowLimits } from '../idempotency.js';
 
@@ -81,21 +83,48 @@ export function newSpanSummary(): SpanSummary {
  * cannot be applied; the scanner turns it into ERR_CORRUPT_WAL with file and offset.
  */
 export class SegmentSummarizer {
-  readonly span = newSpanSummary();
-  #refs = new Map<number, PoolSummary>();
+  /** Records since the last mark (all of them in a segment without marks). */
+  span = newSpanSummary();
+  /** Records up to and including the last mark. */
+  #confirmed: SpanSummary | undefined;
+  #mark: StreamMark | undefined;
+  #refs = new Map<number, { poolId: string; itemCount: number }>();
   readonly #limits: WindowLimits;
 
   constructor(limits: WindowLimits = kNoWindowLimits) {
     this.#limits = limits;
   }
 
-  /** The span's keyed calls trimmed to the window, once the segment is read. */
-  finish(): SpanSummary {
-    for (const s of this.span.pools.values()) if (s.keyed.length > 0) s.keyed = trimWindow(s.keyed, this.#limits);
-    return this.span;
+  /**
+   * Once the segment is read: the span of all its records, the part a mark confirmed (up to
+   * the last mark) and the tail after it, keyed calls trimmed to the window.
+   */
+  finish(): { span: SpanSummary; confirmed: SpanSummary; tail: SpanSummary; mark: StreamMark | undefined } {
+    const tail = this.span;
+    for (const s of tail.pools.values()) if (s.keyed.length > 0) s.keyed = trimWindow(s.keyed, this.#limits);
+    const confirmed = this.#confirmed ?? newSpanSummary();
+    const span = newSpanSummary();
+    mergeSpan(span, confirmed, this.#limits);
+    mergeSpan(span, tail, this.#limits);
+    return { span, confirmed, tail, mark: this.#mark };
+  }
+
+  #confirm(mark: StreamMark): void {
+    if (this.#confirmed === undefined) this.#confirmed = this.span;
+    else mergeSpan(this.#confirmed, this.span, this.#limits);
+    this.span = newSpanSummary();
+    this.#mark = mark;
   }
 
   #define(ref: number, poolId: string, itemCount: number): PoolSummary {
+    const known = this.#refs.get(ref);
+    const s = this.#summary(poolId, itemCount);
+    if (known === undefined || known.poolId !== poolId) this.#refs.set(ref, { poolId, itemCount });
+    return s;
+  }
+
+  /** The pool's summary in the current span (the span after the last mark). */
+  #summary(poolId: string, itemCount: number): PoolSummary {
     let s = this.span.pools.get(poolId);
     if (s === undefined) {
       s = newPoolSummary(poolId, itemCount);
@@ -103,14 +132,13 @@ export class SegmentSummarizer {
     } else if (s.itemCount !== itemCount) {
       throw new Error(`pool ${JSON.stringify(poolId)} redefined with ${itemCount} items (had ${s.itemCount})`);
     }
-    this.#refs.set(ref, s);
     return s;
   }
 
   #pool(ref: number): PoolSummary {
-    const s = this.#refs.get(ref);
-    if (s === undefined) throw new Error(`pool ref ${ref} used before it is defined in this segment`);
-    return s;
+    const def = this.#refs.get(ref);
+    if (def === undefined) throw new Error(`pool ref ${ref} used before it is defined in this segment`);
+    return this.#summary(def.poolId, def.itemCount);
   }
 
   /** Count `count` draws of width 1 or 2 starting at body[at] into the pool's summary. */
@@ -210,6 +238,9 @@ export class SegmentSummarizer {
         }
         break;
       }
+      case kRecMark:
+        this.#confirm({ term: body.readUInt32LE(4), groupSeq: body.readDoubleLE(8), streamSeq: body.readDoubleLE(16) });
+        break;
       default:
         throw new Error(`unknown record type ${type}`);
     }

@@ -1,6 +1,7 @@
 import type { PoolData } from '../pool-state.js';
 import { storageError } from '../errors.js';
 import type { Storage } from '../storage/storage.js';
+import type { StreamMark } from '../wal/format.js';
 import { writeSnapshotFile } from './format.js';
 import { applyRetention, retireShardDir } from './retention.js';
 
@@ -10,7 +11,15 @@ import { applyRetention, retireShardDir } from './retention.js';
  * past this open, and a different shard count starts from a clean per-shard state. Only once
  * every one of them is durable is older data removed.
  */
-export function writeBaseSnapshots(storage: Storage, dir: string, epoch: number, poolsByShard: PoolData[][], seqs: number[], maxRequestId: number): void {
+export function writeBaseSnapshots(
+  storage: Storage,
+  dir: string,
+  epoch: number,
+  poolsByShard: PoolData[][],
+  seqs: number[],
+  maxRequestId: number,
+  marks: Map<number, StreamMark> = new Map(),
+): void {
   const shards = poolsByShard.length;
   for (let k = 0; k < shards; k++) {
     const seq = seqs[k]!;
@@ -25,6 +34,7 @@ export function writeBaseSnapshots(storage: Storage, dir: string, epoch: number,
       createdAt: Date.now(),
       manifest: { poolIds: pools.map((p) => p.id), at: pools.map(() => seq) },
       pools,
+      replication: marks.get(k),
     });
   }
   try {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { plainPoolData, type PoolData } from '../pool-state.js';
 import { listSnapshots, shardDirPath, snapshotFileName } from '../storage/data-dir.js';
 import type { Storage } from '../storage/storage.js';
+import type { StreamMark } from '../wal/format.js';
 import { readSnapshotFile, type SnapshotBody } from './format.js';
 
 /** A shard's state as of a snapshot, with the chain it came from. */
@@ -16,6 +17,8 @@ export interface LoadedSnapshot {
   manifest: { poolIds: string[]; at: number[] };
   /** Every snapshot file the state was read from (the chain). */
   files: number[];
+  /** Under replication: the last group of the stream the state includes. */
+  replication?: StreamMark;
 }
 
 export interface ChainLoad {
@@ -93,6 +96,7 @@ export function loadNewestSnapshot(storage: Storage, dir: string, shard: number,
         pools,
         manifest: head.manifest,
         files: [...files].sort((a, b) => a - b),
+        replication: head.replication ?? undefined,
       },
       fallbacks,
       filesRead: [...cache.values()].filter((b) => typeof b === 'object').length,

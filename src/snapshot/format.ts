@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import type { KeyedOutcome } from '../idempotency.js';
+import type { StreamMark } from '../wal/format.js';
 import type { PoolData } from '../pool-state.js';
 import { snapshotPath } from '../storage/data-dir.js';
 import { writeFileDurably } from '../storage/durable.js';
@@ -40,6 +41,8 @@ export interface SnapshotBody {
   manifest: { poolIds: string[]; at: number[] };
   /** State of the pools this file holds (all, or the changed ones). */
   pools: SnapshotPool[];
+  /** Under replication: the last group of the stream the state includes. */
+  replication?: StreamMark;
 }
 
 /** A kept outcome as a snapshot file holds it. */

@@ -6,7 +6,7 @@ import { kEmptyDraw } from '../selector.js';
  *
  *   0      4        6          8      12     16     20             24          32         36     37        60    64
  *   +------+--------+----------+------+------+------+--------------+-----------+----------+------+---------+-----+
- *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |sealedEnd |seal  |reserved |crc  |
+ *   |magic |version |headerLen |shard | seq  |epoch |segmentBytes  |createdAt  |sealedEnd |seal  |repl|rsv |crc  |
  *   +------+--------+----------+------+------+------+--------------+-----------+----------+------+---------+-----+
  *   A segment is created whole (preallocated, header written and synced) before it gets its
  *   final name, so a named segment always has a valid header.
@@ -15,6 +15,8 @@ import { kEmptyDraw } from '../selector.js';
  *   writer died while this segment was current, so its tail may be torn. A sealed segment is
  *   checked strictly: records must run exactly to sealedEnd. (Segments from before the seal
  *   byte have sealedEnd set and seal 0.)
+ *   repl (byte 37): 1 when written under replication, where records count only once a mark
+ *   record (the stream stored them) follows.
  *   then records, each starting on a 4-byte boundary:
  *   +---------+-------------------------+----------------+--------+
  *   | u32 len | u32 crc32(body, seed=seq)| body (len bytes)| pad->4 |
@@ -32,6 +34,7 @@ export const kRecPoolRef = 3;
 export const kRecCreatePool = 4;
 export const kRecUpdateItem = 5;
 export const kRecKeyedDraw = 6;
+export const kRecMark = 7;
 export const kRecordTypeNames: Record<number, string> = {
   [kRecDraw8]: 'draw8',
   [kRecDraw16]: 'draw16',
@@ -39,7 +42,25 @@ export const kRecordTypeNames: Record<number, string> = {
   [kRecCreatePool]: 'createPool',
   [kRecUpdateItem]: 'updateItem',
   [kRecKeyedDraw]: 'keyedDraw',
+  [kRecMark]: 'mark',
 };
+
+/**
+ * Mark body (replication): type u8, pad x3, term u32, groupSeq f64, streamSeq f64, pad f64.
+ * Written after the records of a group the replicated log has stored: in a segment written
+ * under replication, records count only once a mark follows them.
+ */
+export const kMarkBodyBytes = 32;
+
+/** Where a shard's log stands in the replicated stream. */
+export interface StreamMark {
+  /** Leadership term of the group. */
+  term: number;
+  /** The shard's group number (one stream message per group). */
+  groupSeq: number;
+  /** The message's sequence in the stream. */
+  streamSeq: number;
+}
 
 /** Body header of a draw record: type u8, pad u8 x3, poolRef u32, firstRequestId f64, count u32. */
 export const kDrawHeaderBytes = 20;
@@ -100,6 +121,8 @@ export interface SegmentHeader {
   sealedEnd: number;
   /** kSealNone, kSealRotated or kSealClosed. */
   seal: SealKind;
+  /** Written under replication: records count once a mark follows them. */
+  replicated: boolean;
 }
 
 /** Sealed in any way (including segments written before the seal byte existed). */
@@ -107,7 +130,7 @@ export function isSealed(h: SegmentHeader): boolean {
   return h.sealedEnd > 0 || h.seal !== kSealNone;
 }
 
-export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version' | 'sealedEnd' | 'seal'>): void {
+export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'version' | 'sealedEnd' | 'seal' | 'replicated'> & { replicated?: boolean }): void {
   buf.fill(0, at, at + kHeaderBytes);
   buf.writeUInt32LE(kMagic, at);
   buf.writeUInt16LE(kVersion, at + 4);
@@ -117,13 +140,14 @@ export function writeHeader(buf: Buffer, at: number, h: Omit<SegmentHeader, 'ver
   buf.writeUInt32LE(h.epoch, at + 16);
   buf.writeUInt32LE(h.segmentBytes, at + 20);
   buf.writeDoubleLE(h.createdAt, at + 24);
+  buf.writeUInt8(h.replicated ? 1 : 0, at + 37);
   buf.writeUInt32LE(crc32(buf.subarray(at, at + 60)), at + 60);
 }
 
 /** A fresh header for a new segment. */
-export function newSegmentHeader(shard: number, seq: number, epoch: number, segmentBytes: number): Buffer {
+export function newSegmentHeader(shard: number, seq: number, epoch: number, segmentBytes: number, replicated = false): Buffer {
   const buf = Buffer.alloc(kHeaderBytes);
-  writeHeader(buf, 0, { shard, seq, epoch, segmentBytes, createdAt: Date.now() });
+  writeHeader(buf, 0, { shard, seq, epoch, segmentBytes, createdAt: Date.now(), replicated });
   return buf;
 }
 
@@ -156,5 +180,6 @@ export function readHeader(buf: Buffer): SegmentHeader | 'empty' | string {
     createdAt: buf.readDoubleLE(24),
     sealedEnd: buf.readUInt32LE(32),
     seal: seal as SealKind,
+    replicated: buf.readUInt8(37) === 1,
   };
 }

@@ -5,7 +5,10 @@ import {
   kDrawHeaderBytes,
   kHeaderBytes,
   kKeyedDrawHeaderBytes,
+  kMarkBodyBytes,
   kRecKeyedDraw,
+  kRecMark,
+  type StreamMark,
   kPoolRefHeaderBytes,
   kRecCreatePool,
   kRecDraw16,
@@ -38,6 +41,17 @@ const kMinSplitDraws = 256;
  */
 export abstract class RecordWriter extends SegmentWriterBase implements WalWriter {
   #refs = new Map<number, PoolRefInfo>();
+
+  appendMark(mark: StreamMark): void {
+    const at = this.#begin(kMarkBodyBytes);
+    const buf = this.buf;
+    buf.writeUInt32LE(kRecMark, at);
+    buf.writeUInt32LE(mark.term, at + 4);
+    buf.writeDoubleLE(mark.groupSeq, at + 8);
+    buf.writeDoubleLE(mark.streamSeq, at + 16);
+    buf.writeDoubleLE(0, at + 24);
+    this.#end(at, kMarkBodyBytes);
+  }
 
   get maxRecordBytes(): number {
     return this.opts.segmentBytes - kHeaderBytes;

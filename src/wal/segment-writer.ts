@@ -95,7 +95,7 @@ export abstract class SegmentWriterBase {
   protected abstract readonly wholeSegment: boolean;
 
   #newHeader(seq: number, bytes: number): Buffer {
-    return newSegmentHeader(this.opts.shard, seq, this.opts.epoch, bytes);
+    return newSegmentHeader(this.opts.shard, seq, this.opts.epoch, bytes, this.opts.replicated === true);
   }
 
   /**

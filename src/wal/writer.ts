@@ -1,6 +1,7 @@
 import type { EngineError } from '../errors.js';
 import type { SyncMode } from '../options.js';
 import type { Storage } from '../storage/storage.js';
+import type { StreamMark } from './format.js';
 
 export interface WalWriterOptions {
   storage: Storage;
@@ -11,6 +12,8 @@ export interface WalWriterOptions {
   firstSeq: number;
   /** Largest segment size; segments start at firstSegmentBytes() of it and double up to it. */
   segmentBytes: number;
+  /** Under replication: segments say so, and records count once a mark follows them. Default: false. */
+  replicated?: boolean;
   sync: SyncMode;
   syncIntervalMs: number;
   /** A background sync failed: the shard must stop acknowledging (fail-stop). */
@@ -39,6 +42,8 @@ export interface WalWriter {
   appendDraws(ref: number, firstRequestId: number, indices: Uint16Array, offset: number, count: number): void;
   /** A keyed call's draws with its key, as one record (it must fit: see maxRecordBytes). */
   appendKeyedDraws(ref: number, firstRequestId: number, key: Buffer, indices: Uint16Array, offset: number, count: number): void;
+  /** The replicated stream stored everything appended before this (replication only). */
+  appendMark(mark: StreamMark): void;
   /** The largest record a segment can hold. */
   readonly maxRecordBytes: number;
   /** End of a batch: apply the sync policy. With 'always', returns only once it is durable. */
@@ -66,6 +71,7 @@ export class NullWalWriter implements WalWriter {
   appendUpdate(): void {}
   appendDraws(): void {}
   appendKeyedDraws(): void {}
+  appendMark(): void {}
   readonly maxRecordBytes = Infinity;
   commit(): void {}
   snapshotBoundary(): number {
