@@ -1,9 +1,10 @@
 import { availableParallelism } from 'node:os';
 import { asEngineError, EngineError, show } from './errors.js';
 import type { WindowLimits } from './idempotency.js';
+import { fillReplication, type FilledReplication, type ReplicationOptions } from './replication/options.js';
 
 export type WalMode = 'mmap' | 'file' | 'none';
-export type SyncMode = 'always' | 'interval' | 'never';
+export type SyncMode = 'always' | 'interval' | 'never' | 'replicated';
 
 export interface DrawEngineOptions {
   /** Data directory. Required unless `wal: 'none'`. */
@@ -12,7 +13,11 @@ export interface DrawEngineOptions {
   shards?: number;
   /** Where draws are logged. Default: `'mmap'`. */
   wal?: WalMode;
-  /** When a draw counts as acknowledged. Default: `'always'`. */
+  /**
+   * When a draw counts as acknowledged. `'replicated'` (with `replication`): once the stream
+   * stored its record with a quorum of replicas. Default: `'always'` (`'replicated'` with
+   * `replication`).
+   */
   sync?: SyncMode;
   /** Background sync period in milliseconds for `sync: 'interval'`. Default: `10`. */
   syncIntervalMs?: number;
@@ -39,6 +44,8 @@ export interface DrawEngineOptions {
   idempotencyKeys?: number;
   /** Draw outcomes retained per pool across its keys (older keys go first; the newest key always stays). Default: `4_194_304`. */
   idempotencyDraws?: number;
+  /** Replicate every shard's log to NATS JetStream and lead or follow (see ReplicationOptions). Default: none. */
+  replication?: ReplicationOptions;
 }
 
 export interface FilledOptions {
@@ -56,6 +63,7 @@ export interface FilledOptions {
   recoveryProgress: ((done: number, total: number) => void) | undefined;
   idempotencyKeys: number;
   idempotencyDraws: number;
+  replication: FilledReplication | undefined;
 }
 
 /** The idempotency window of these options. */
@@ -83,6 +91,7 @@ export function defaultOptions(): FilledOptions {
     recoveryProgress: undefined,
     idempotencyKeys: 100_000,
     idempotencyDraws: 1 << 22,
+    replication: undefined,
   };
 }
 
@@ -135,7 +144,7 @@ export function fillOptions(options: unknown): FilledOptions {
   if (typeof options !== 'object' || options === null) invalid('', 'must be an object', options);
   const o = readOnce(options as object);
   oneOf(o, 'wal', ['mmap', 'file', 'none']);
-  oneOf(o, 'sync', ['always', 'interval', 'never']);
+  oneOf(o, 'sync', ['always', 'interval', 'never', 'replicated']);
   int(o, 'shards', 1, 256);
   int(o, 'syncIntervalMs', 1, 60_000);
   int(o, 'segmentBytes', kMinSegmentBytes, kMaxSegmentBytes);
@@ -150,9 +159,15 @@ export function fillOptions(options: unknown): FilledOptions {
   const wal = (o.wal as WalMode | undefined) ?? 'mmap';
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0)) invalid('dir', 'must be a non-empty string', o.dir);
   if (o.dir === undefined && wal !== 'none') invalid('dir', `is required unless wal is 'none'`, o.dir);
+  const replication = o.replication === undefined ? undefined : fillReplication(o.replication);
+  if (replication !== undefined && wal === 'none') invalid('wal', "must be 'mmap' or 'file' with replication (a follower keeps its own copy)", o.wal);
+  if (replication !== undefined && o.sync !== undefined && o.sync !== 'replicated') invalid('sync', "must be 'replicated' with replication", o.sync);
+  if (replication === undefined && o.sync === 'replicated') invalid('sync', "'replicated' needs options.replication", o.sync);
   const filled = defaultOptions();
   for (const key of kKnown) {
     if (o[key] !== undefined) (filled as unknown as Record<string, unknown>)[key] = o[key];
   }
+  filled.replication = replication;
+  if (replication !== undefined) filled.sync = 'replicated';
   return filled;
 }

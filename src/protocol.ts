@@ -2,6 +2,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { ItemSpec } from './catalog.js';
 import type { WireError } from './errors.js';
 import type { WindowLimits } from './idempotency.js';
+import type { StreamMark } from './wal/format.js';
 import type { PoolData } from './pool-state.js';
 import type { SyncMode, WalMode } from './options.js';
 import type { SnapshotBody } from './snapshot/format.js';
@@ -43,6 +44,9 @@ export interface ShardConfig {
   snapshotEveryRecords: number;
   /** The idempotency window per pool. */
   idempotency: WindowLimits;
+  /** Under replication: segments are flagged, and where the local WAL stands in the stream. */
+  replicated: boolean;
+  mark: StreamMark | undefined;
   /** Highest request id known at start (snapshots record at least this). */
   maxRequestId: number;
   /**

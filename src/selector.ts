@@ -125,6 +125,25 @@ export class WeightedSelector {
     return 0;
   }
 
+  /**
+   * Apply draws made elsewhere (a follower replaying its leader's log): each index takes its
+   * item as a draw would; kEmptyDraw counts as empty. Returns the empty draws; throws when an
+   * index names no item or one that is not available (the logs disagree).
+   */
+  applyOutcomes(indices: Uint16Array, offset: number, count: number): number {
+    let empty = 0;
+    for (let d = offset, end = offset + count; d < end; d++) {
+      const i = indices[d]!;
+      if (i === kEmptyDraw) {
+        empty++;
+        continue;
+      }
+      if (i >= this.size || this.quantities[i] === 0) throw new Error(`draw of item ${i}, which is not available`);
+      this.#take(i);
+    }
+    return empty;
+  }
+
   #fillEmpty(out: Uint16Array, from: number, to: number): number {
     // Nothing can become available again without an update, so the rest are empty too.
     out.fill(kEmptyDraw, from, to);

@@ -54,7 +54,7 @@ export class ShardSet {
   }
 
   start(prepared: PreparedDir): Promise<void> {
-    return this.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs);
+    return this.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs, prepared.state.marks);
   }
 
   /**

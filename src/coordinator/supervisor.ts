@@ -2,6 +2,7 @@ import type { EngineError } from '../errors.js';
 import { kRestartsIndex, shardBlock } from '../layout.js';
 import { windowOf, type FilledOptions } from '../options.js';
 import type { PoolData } from '../pool-state.js';
+import type { StreamMark } from '../wal/format.js';
 import type { InitMessage, PoolInit, ShardConfig } from '../protocol.js';
 import { recoverDir } from '../recovery/recover.js';
 import type { IdCounter } from './batcher.js';
@@ -45,7 +46,7 @@ export class Supervisor {
   }
 
   /** The one place a shard's init message is built, for start and restart alike. */
-  #init(k: number, firstSeq: number, chain: Chain, pools: PoolData[]): Init {
+  #init(k: number, firstSeq: number, chain: Chain, pools: PoolData[], mark: StreamMark | undefined): Init {
     const { opts, directory, epoch, ids, metrics } = this.#ctx;
     const inits: PoolInit[] = pools.map((p) => ({ ...p, ref: directory.get(p.id)!.ref }));
     const config: ShardConfig = {
@@ -61,6 +62,8 @@ export class Supervisor {
       shards: this.#ctx.shards.length,
       snapshotEveryRecords: opts.snapshotEveryRecords,
       idempotency: windowOf(opts),
+      replicated: opts.replication !== undefined,
+      mark,
       maxRequestId: ids.next - 1,
       chain,
     };
@@ -68,13 +71,13 @@ export class Supervisor {
   }
 
   /** Start every shard on its pools; `baseSeqs` are the open-time snapshots (none with wal 'none'). */
-  async startAll(poolsByShard: PoolData[][], baseSeqs: number[] | undefined): Promise<void> {
+  async startAll(poolsByShard: PoolData[][], baseSeqs: number[] | undefined, marks: Map<number, StreamMark>): Promise<void> {
     const started = await Promise.allSettled(
       this.#ctx.shards.map((s, k) => {
         const pools = poolsByShard[k] ?? [];
         const seq = baseSeqs?.[k] ?? 1;
         const chain: Chain = baseSeqs === undefined ? null : { seq, files: [seq], at: new Map(pools.map((p) => [p.id, seq])) };
-        return s.start(this.#init(k, seq, chain, pools));
+        return s.start(this.#init(k, seq, chain, pools, marks.get(k)));
       }),
     );
     const failed = started.find((r) => r.status === 'rejected');
@@ -114,7 +117,7 @@ export class Supervisor {
     const base = state.bases.get(k);
     const chain: Chain = base ? { seq: base.coversBelow, files: base.files, at: new Map(base.manifest.poolIds.map((id, i) => [id, base.manifest.at[i]!])) } : null;
     if (this.#stopped) return;
-    await shard.start(this.#init(k, state.nextSeq.get(k) ?? 1, chain, pools));
+    await shard.start(this.#init(k, state.nextSeq.get(k) ?? 1, chain, pools, state.marks.get(k)));
     this.#ctx.emit('shardRestart', { shard: k, threadId: shard.threadId });
   }
 }

@@ -22,8 +22,6 @@ const kPackage = JSON.parse(readFileSync(new URL('../../../package.json', import
 
 /** Encoded ids: 128 UTF-16 units of 3-byte UTF-8, percent-encoded, is 1,152 characters. */
 const kMaxParamLength = 2048;
-/** How often idle keep-alive connections are closed while the server drains (see installLifecycle). */
-const kDrainPollMs = 50;
 /** How long idle keep-alive connections stay open once close() started (see installLifecycle). */
 const kIdleGraceMs = 1000;
 
@@ -110,35 +108,24 @@ export function createServer(engine: ServedEngine, options: ServerOptions = {}):
  * Idle keep-alive connections need care. Node's server.close() closes them at once, but
  * "idle" means the server has no request on it, not that the client sent none: a request
  * written just before is reset unread, and the client cannot tell whether it ran (HTTP/1.1
- * has no GOAWAY). So for kIdleGraceMs after close() starts, idle connections stay open: a
- * request arriving on one is answered 503 ERR_ENGINE_CLOSED with `Connection: close`, and so
- * is every other response sent while closing. After the grace, connections still idle belong
- * to clients that sent nothing and are closed (every kDrainPollMs); after shutdownTimeoutMs
- * whatever is left is cut.
+ * has no GOAWAY). So close() first waits kIdleGraceMs (in preClose, before fastify closes the
+ * server): meanwhile every request is answered 503 ERR_ENGINE_CLOSED with `Connection: close`,
+ * so a client with a request on its way gets an answer and its connection ends cleanly. Only
+ * then does server.close() stop accepting and close what is still idle; after
+ * shutdownTimeoutMs whatever is left is cut.
  */
 function installLifecycle(app: ServiceApp, ctx: ServiceContext, shutdownTimeoutMs: number, closeEngine: boolean): void {
-  let poll: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
-  app.addHook('preClose', (done) => {
+  app.addHook('preClose', async () => {
     ctx.closing = true;
-    const server = app.server as { closeIdleConnections?: () => void; closeAllConnections?: () => void };
-    const closeIdle = server.closeIdleConnections;
-    if (app.server.listening && typeof closeIdle === 'function') {
-      const graceEnds = Date.now() + Math.min(kIdleGraceMs, shutdownTimeoutMs);
-      // server.close() calls this method on the instance: defer it until the grace has passed.
-      server.closeIdleConnections = () => {
-        if (Date.now() >= graceEnds) closeIdle.call(server);
-      };
-      poll = setInterval(() => server.closeIdleConnections!(), kDrainPollMs).unref();
-      deadline = setTimeout(() => {
-        app.log.warn(`connections still busy ${shutdownTimeoutMs} ms after close(): cutting them`);
-        server.closeAllConnections?.();
-      }, shutdownTimeoutMs).unref();
-    }
-    done();
+    if (!app.server.listening) return;
+    deadline = setTimeout(() => {
+      app.log.warn(`connections still busy ${shutdownTimeoutMs} ms after close(): cutting them`);
+      (app.server as { closeAllConnections?: () => void }).closeAllConnections?.();
+    }, shutdownTimeoutMs).unref();
+    await new Promise((resolve) => setTimeout(resolve, Math.min(kIdleGraceMs, shutdownTimeoutMs)).unref());
   });
   app.addHook('onClose', async () => {
-    clearInterval(poll);
     clearTimeout(deadline);
     if (closeEngine && !ctx.engineClosed) await ctx.engine.close();
   });

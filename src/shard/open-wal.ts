@@ -16,7 +16,9 @@ export function openWalWriter(config: ShardConfig, onBackgroundError: (err: Engi
     epoch: config.epoch,
     firstSeq: config.firstSeq,
     segmentBytes: config.segmentBytes,
-    sync: config.sync,
+    replicated: config.replicated,
+    // Under replication the stream makes a draw durable; the local copy syncs in the background.
+    sync: config.sync === 'replicated' ? ('interval' as const) : config.sync,
     syncIntervalMs: config.syncIntervalMs,
     onBackgroundError,
   };

@@ -1,7 +1,5 @@
 import { pack } from 'msgpackr';
-import { kMaxTotalWeight } from '../catalog.js';
 import { EngineError, errorToWire, show, storageError, type WireError } from '../errors.js';
-import { KeyWindow } from '../idempotency.js';
 import {
   kBatchesIndex,
   kDrawsIndex,
@@ -30,37 +28,38 @@ import {
   type PoolStateReply,
   type ShardConfig,
 } from '../protocol.js';
-import { kEmptyDraw, WeightedSelector } from '../selector.js';
+import { MessageBuilder, readMsgHeader } from '../replication/message.js';
+import { kEmptyDraw } from '../selector.js';
 import { SnapshotPlanner, type SnapshotSource } from './snapshot-planner.js';
-import { drawWidth, keyedDrawRecordBytes } from '../wal/format.js';
-import type { WalStats, WalWriter } from '../wal/writer.js';
+import { drawWidth, keyedDrawRecordBytes, type StreamMark } from '../wal/format.js';
+import type { RecordSink, WalStats, WalWriter } from '../wal/writer.js';
 import { openWalWriter } from './open-wal.js';
-
-interface ShardPool {
-  id: string;
-  itemIds: string[];
-  selector: WeightedSelector;
-  lastRequestId: number;
-  /** Sum of all catalog weights (available or not), kept <= 2^48. */
-  weightSum: number;
-  /** The pool's idempotency window. */
-  window: KeyWindow;
-}
+import { applyReplicated, logPublished, type ReplicaApplied } from './replica.js';
+import { ShardPools } from './shard-pools.js';
 
 /**
  * Everything one shard does, without thread plumbing, so it can be tested directly: it owns
  * its pools' selectors, its PRNG and its WAL writer, applies batches in order, and turns a
- * storage failure into fail-stop (nothing more is acknowledged, ever).
+ * storage failure into fail-stop (nothing more is acknowledged, ever). Under replication a
+ * leader's records go to messages first (logged locally once the stream stored them), and a
+ * follower applies its leader's messages.
  */
 export class ShardCore {
   readonly config: ShardConfig;
-  #pools: (ShardPool | undefined)[] = [];
+  readonly #pools: ShardPools;
   #rng: Sfc32;
+  /** The local WAL. */
   #wal: WalWriter;
+  /** Where applied records go: the WAL, or a replicating leader's messages. */
+  #sink: RecordSink;
+  #builder: MessageBuilder | undefined;
+  #term = 0;
+  #nextMsgSeq = 1;
+  /** The last stream message the local WAL holds (replication). */
+  #mark: StreamMark | undefined;
   #metrics: BigInt64Array;
   #failure: EngineError | undefined;
   #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
-  #maxRequestId = 0;
   readonly #snap = new SnapshotPlanner();
 
   constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
@@ -68,19 +67,14 @@ export class ShardCore {
     this.#metrics = metrics;
     this.#rng = config.seed === undefined ? Sfc32.fromCrypto() : Sfc32.fromSeed(config.seed, config.shard);
     this.#wal = wal ?? openWalWriter(config, (err) => this.fail(err));
+    this.#sink = this.#wal;
+    this.#pools = new ShardPools(config.idempotency);
     for (const p of pools) {
-      this.#pools[p.ref] = {
-        id: p.id,
-        itemIds: p.itemIds,
-        selector: new WeightedSelector(p.weights, p.quantities, p.drawn),
-        lastRequestId: p.lastRequestId,
-        weightSum: p.weights.reduce((a, b) => a + b, 0),
-        window: new KeyWindow(config.idempotency, p.keys),
-      };
+      this.#pools.load(p);
       this.#wal.registerPool(p.ref, p.id, p.itemIds.length);
-      this.#maxRequestId = Math.max(this.#maxRequestId, p.lastRequestId);
     }
-    this.#maxRequestId = Math.max(this.#maxRequestId, config.maxRequestId);
+    this.#pools.maxRequestId = Math.max(this.#pools.maxRequestId, config.maxRequestId);
+    this.#mark = config.mark;
     const chain = config.chain;
     if (chain) this.#snap.startFrom(chain, pools);
   }
@@ -127,15 +121,16 @@ export class ShardCore {
         if (kind === kOpDraw) {
           const count = ops[o * kOpStride + 2]!;
           const first = ops[o * kOpStride + 3]!;
-          const pool = this.#pools[ref];
+          const pool = this.#pools.get(ref);
           if (pool === undefined) {
             // Its creation failed earlier in this batch; the coordinator rejects this op.
             out.fill(kEmptyDraw, at, at + count);
             (reply.opErrors ??= []).push([o, unknownRef(ref)]);
           } else {
             empty += pool.selector.drawInto(this.#rng, count, out, at);
-            this.#wal.appendDraws(ref, first, out, at, count);
-            this.#drew(pool, ref, first, count);
+            this.#sink.appendDraws(ref, first, out, at, count);
+            this.#pools.drew(pool, first, count);
+            this.#snap.changed(ref);
             drawn += count;
           }
           at += count;
@@ -171,17 +166,14 @@ export class ShardCore {
       reply.error = errorToWire(this.#failure);
       return reply;
     }
-    const m = this.#metrics;
-    Atomics.add(m, kDrawsIndex, BigInt(drawn));
-    Atomics.add(m, kEmptyDrawsIndex, BigInt(empty));
-    Atomics.add(m, kBatchesIndex, 1n);
+    this.#count(drawn, empty);
+    Atomics.add(this.#metrics, kBatchesIndex, 1n);
     return reply;
   }
 
-  #drew(pool: ShardPool, ref: number, first: number, count: number): void {
-    pool.lastRequestId = first + count - 1;
-    if (pool.lastRequestId > this.#maxRequestId) this.#maxRequestId = pool.lastRequestId;
-    this.#snap.changed(ref);
+  #count(drawn: number, empty: number): void {
+    Atomics.add(this.#metrics, kDrawsIndex, BigInt(drawn));
+    Atomics.add(this.#metrics, kEmptyDrawsIndex, BigInt(empty));
   }
 
   /**
@@ -192,7 +184,7 @@ export class ShardCore {
    * large for a segment.
    */
   #drawKeyed(ref: number, key: string, count: number, first: number, out: Uint16Array, at: number): number | EngineError {
-    const pool = this.#pools[ref];
+    const pool = this.#pools.get(ref);
     if (pool === undefined) return unknownRefError(ref);
     const kept = pool.window.get(key);
     if (kept !== undefined) {
@@ -202,67 +194,123 @@ export class ShardCore {
     }
     const keyBytes = Buffer.from(key, 'utf8');
     const bytes = keyedDrawRecordBytes(keyBytes.length, count, drawWidth(pool.itemIds.length));
-    if (bytes > this.#wal.maxRecordBytes) {
-      return new EngineError('ERR_INVALID_ARGUMENT', `a keyed call of ${count} draws needs a ${bytes}-byte record, more than a segment holds (${this.#wal.maxRecordBytes}): raise segmentBytes or split the call`, {
+    const room = Math.min(this.#wal.maxRecordBytes, this.#sink.maxRecordBytes);
+    if (bytes > room) {
+      return new EngineError('ERR_INVALID_ARGUMENT', `a keyed call of ${count} draws needs a ${bytes}-byte record, more than one holds (${room}): raise segmentBytes or split the call`, {
         details: { poolId: pool.id, count, recordBytes: bytes },
       });
     }
     const empty = pool.selector.drawInto(this.#rng, count, out, at);
-    this.#wal.appendKeyedDraws(ref, first, keyBytes, out, at, count);
+    this.#sink.appendKeyedDraws(ref, first, keyBytes, out, at, count);
     pool.window.add({ key, firstRequestId: first, count, indices: out.slice(at, at + count) });
-    this.#drew(pool, ref, first, count);
+    this.#pools.drew(pool, first, count);
+    this.#snap.changed(ref);
     return empty;
   }
 
   #control(kind: number, ref: number, control: Control): PoolStateReply | null | EngineError {
     if (kind === kOpCreate && control.type === 'create') {
-      if (this.#pools[ref] !== undefined) return new EngineError('ERR_POOL_EXISTS', `pool ${JSON.stringify(control.id)} already exists`);
+      if (this.#pools.get(ref) !== undefined) return new EngineError('ERR_POOL_EXISTS', `pool ${JSON.stringify(control.id)} already exists`);
       const packed = pack({ id: control.id, items: control.items });
       // Log first: a pool exists once its creation is in the WAL.
       this.#wal.registerPool(ref, control.id, control.items.length);
+      if (this.#sink !== this.#wal) this.#sink.registerPool(ref, control.id, control.items.length);
       try {
-        this.#wal.appendCreate(ref, packed);
+        this.#sink.appendCreate(ref, packed);
       } catch (err) {
         // Too large for a segment: nothing was written, so the shard stays healthy.
         if (err instanceof EngineError && err.code === 'ERR_INVALID_ARGUMENT') return err;
         throw err;
       }
-      this.#pools[ref] = {
-        id: control.id,
-        itemIds: control.items.map((i) => i.id),
-        selector: new WeightedSelector(
-          control.items.map((i) => i.weight),
-          control.items.map((i) => i.quantity),
-        ),
-        lastRequestId: 0,
-        weightSum: control.items.reduce((a, i) => a + i.weight, 0),
-        window: new KeyWindow(this.config.idempotency),
-      };
+      this.#pools.create(ref, control.id, control.items);
       return null;
     }
-    const pool = this.#pools[ref];
+    const pool = this.#pools.get(ref);
     if (pool === undefined) return unknownRefError(ref);
     if (kind === kOpUpdate && control.type === 'update') {
       const { itemIndex, weight, quantity } = control;
-      const sel = pool.selector;
-      if (!Number.isNaN(weight)) {
-        const sum = pool.weightSum - sel.weights[itemIndex]! + weight;
-        if (sum > kMaxTotalWeight) {
-          return new EngineError('ERR_INVALID_ARGUMENT', `updateItem(${JSON.stringify(pool.id)}): weight ${weight} would make the pool's total weight ${sum} > 2^48`, {
-            details: { poolId: pool.id, value: weight },
-          });
-        }
-        pool.weightSum = sum;
-      }
-      this.#wal.appendUpdate(ref, itemIndex, weight, quantity);
-      sel.update(itemIndex, weight, quantity);
+      const tooHeavy = this.#pools.checkWeight(pool, itemIndex, weight);
+      if (tooHeavy !== undefined) return tooHeavy;
+      this.#sink.appendUpdate(ref, itemIndex, weight, quantity);
+      this.#pools.update(pool, itemIndex, weight, quantity);
       return null;
     }
-    if (kind === kOpState && control.type === 'state') {
-      const sel = pool.selector;
-      return { id: pool.id, itemIds: pool.itemIds, lastRequestId: pool.lastRequestId, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice() };
-    }
+    if (kind === kOpState && control.type === 'state') return this.#pools.state(pool);
     return new EngineError('ERR_SHARD_FAILED', `protocol: op kind ${kind} does not match control ${control.type}`);
+  }
+
+  // ---- replication ----
+
+  /** From now on this shard leads: its records go to messages numbered from nextMsgSeq. */
+  lead(term: number, nextMsgSeq: number, maxMessageBytes: number): void {
+    const builder = new MessageBuilder(this.config.shard, maxMessageBytes);
+    for (const ref of this.#pools.refs()) {
+      const p = this.#pools.get(ref)!;
+      builder.registerPool(ref, p.id, p.itemIds.length);
+    }
+    this.#builder = builder;
+    this.#sink = builder;
+    this.#term = term;
+    this.#nextMsgSeq = nextMsgSeq;
+  }
+
+  /** The messages of what was applied since the last call (leader). */
+  takeMessages(): Buffer[] {
+    if (this.#builder === undefined) return [];
+    const msgs = this.#builder.take(this.#term, this.#nextMsgSeq);
+    this.#nextMsgSeq += msgs.length;
+    return msgs;
+  }
+
+  /** The stream stored this shard's messages (leader): log them locally, with their marks. */
+  published(payloads: Uint8Array[], streamSeqs: number[]): void {
+    if (this.#failure) throw this.#failure;
+    try {
+      payloads.forEach((payload, i) => {
+        const h = logPublished(this.#wal, payload);
+        this.#markAt({ term: h.term, groupSeq: h.msgSeq, streamSeq: streamSeqs[i]! });
+      });
+    } catch (err) {
+      this.fail(storageError(err, `shard ${this.config.shard} WAL append failed`));
+      throw this.#failure;
+    }
+    this.commit();
+  }
+
+  /**
+   * A leader's message (follower): apply it, log it with a mark, make it durable. Returns what
+   * it created and drew, or undefined for a message this shard already holds.
+   */
+  applyMessage(payload: Uint8Array, streamSeq: number): ReplicaApplied | undefined {
+    if (this.#failure) throw this.#failure;
+    const msgSeq = readMsgHeader(payload).msgSeq;
+    if (this.#mark !== undefined && msgSeq <= this.#mark.groupSeq) return undefined;
+    if (this.#mark !== undefined && msgSeq !== this.#mark.groupSeq + 1) {
+      throw new EngineError('ERR_CORRUPT_WAL', `replication: shard ${this.config.shard} expected message ${this.#mark.groupSeq + 1}, got ${msgSeq}`);
+    }
+    let applied: ReplicaApplied;
+    try {
+      applied = applyReplicated(this.#pools, this.#wal, payload);
+      this.#markAt({ term: applied.header.term, groupSeq: msgSeq, streamSeq });
+    } catch (err) {
+      this.fail(err instanceof EngineError && err.code === 'ERR_CORRUPT_WAL' ? err : storageError(err, `shard ${this.config.shard} could not apply replicated message ${msgSeq}`));
+      throw this.#failure;
+    }
+    for (const ref of applied.changed) this.#snap.changed(ref);
+    this.#count(applied.draws, applied.empty);
+    this.commit();
+    return applied;
+  }
+
+  #markAt(mark: StreamMark): void {
+    this.#wal.appendMark(mark);
+    this.#mark = mark;
+    this.#nextMsgSeq = mark.groupSeq + 1;
+  }
+
+  /** Where the local WAL stands in the stream; the highest request id seen. */
+  get position(): { mark: StreamMark | undefined; maxRequestId: number } {
+    return { mark: this.#mark, maxRequestId: this.#pools.maxRequestId };
   }
 
   /** Make everything applied so far durable per the sync policy; throws (and fails the shard) if it cannot. */
@@ -329,18 +377,10 @@ export class ShardCore {
       this.#publishWalStats();
       return seq;
     },
-    refs: () => {
-      const refs: number[] = [];
-      for (let r = 0; r < this.#pools.length; r++) if (this.#pools[r] !== undefined) refs.push(r);
-      return refs;
-    },
-    id: (ref) => this.#pools[ref]!.id,
-    copy: (ref) => {
-      const p = this.#pools[ref]!;
-      const sel = p.selector;
-      return { id: p.id, itemIds: p.itemIds, weights: sel.weights.slice(), quantities: sel.quantities.slice(), drawn: sel.drawn.slice(), lastRequestId: p.lastRequestId, keys: p.window.toArray() };
-    },
-    header: () => ({ epoch: this.config.epoch, shard: this.config.shard, shards: this.config.shards, maxRequestId: this.#maxRequestId }),
+    refs: () => this.#pools.refs(),
+    id: (ref) => this.#pools.get(ref)!.id,
+    copy: (ref) => this.#pools.copy(this.#pools.get(ref)!),
+    header: () => ({ epoch: this.config.epoch, shard: this.config.shard, shards: this.config.shards, maxRequestId: this.#pools.maxRequestId, replication: this.#mark }),
   };
 
   async close(): Promise<void> {

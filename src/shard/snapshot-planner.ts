@@ -1,6 +1,7 @@
 import type { EngineError } from '../errors.js';
 import { kTag, type PoolInit, type ShardConfig, type SnapshotJob } from '../protocol.js';
 import type { SnapshotBody, SnapshotPool } from '../snapshot/format.js';
+import type { StreamMark } from '../wal/format.js';
 
 /** Every so many snapshots, or when the chain spans more files than this, write a full one. */
 const kFullSnapshotEvery = 8;
@@ -17,7 +18,7 @@ export interface SnapshotSource {
   id(ref: number): string;
   /** A copy of the pool's state (typed arrays, transferred to the writer). */
   copy(ref: number): SnapshotPool;
-  header(): { epoch: number; shard: number; shards: number; maxRequestId: number };
+  header(): { epoch: number; shard: number; shards: number; maxRequestId: number; replication: StreamMark | undefined };
 }
 
 interface InFlightJob {

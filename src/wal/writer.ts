@@ -29,23 +29,27 @@ export interface WalStats {
   rotations: number;
 }
 
-/**
- * Appends records for one shard. Records reference pools by a small per-shard number (`ref`);
- * each segment defines the refs it uses (PoolRef or CreatePool record) before using them, so a
- * segment decodes on its own.
- */
-export interface WalWriter {
-  readonly stats: WalStats;
+/** Where a shard's records go: its WAL, or the messages of a replicating leader. */
+export interface RecordSink {
   registerPool(ref: number, poolId: string, itemCount: number): void;
   appendCreate(ref: number, packed: Uint8Array): void;
   appendUpdate(ref: number, itemIndex: number, weight: number, quantity: number): void;
   appendDraws(ref: number, firstRequestId: number, indices: Uint16Array, offset: number, count: number): void;
   /** A keyed call's draws with its key, as one record (it must fit: see maxRecordBytes). */
   appendKeyedDraws(ref: number, firstRequestId: number, key: Buffer, indices: Uint16Array, offset: number, count: number): void;
+  /** The largest record that fits. */
+  readonly maxRecordBytes: number;
+}
+
+/**
+ * Appends records for one shard. Records reference pools by a small per-shard number (`ref`);
+ * each segment defines the refs it uses (PoolRef or CreatePool record) before using them, so a
+ * segment decodes on its own.
+ */
+export interface WalWriter extends RecordSink {
+  readonly stats: WalStats;
   /** The replicated stream stored everything appended before this (replication only). */
   appendMark(mark: StreamMark): void;
-  /** The largest record a segment can hold. */
-  readonly maxRecordBytes: number;
   /** End of a batch: apply the sync policy. With 'always', returns only once it is durable. */
   commit(): void;
   /**

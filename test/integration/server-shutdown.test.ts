@@ -158,7 +158,7 @@ describe('serve: SIGTERM under load', () => {
         }
         const ids = acks.ids.get(pool) ?? [];
         expect(new Set(ids).size).toBe(ids.length);
-        expect(state.lastRequestId).toBe(Math.max(0, ...ids));
+        expect(state.lastRequestId).toBe(ids.reduce((a, b) => Math.max(a, b), 0));
       }
       const total = [...acks.ids.values()].reduce((a, ids) => a + ids.length, 0);
       console.log(`acknowledged draws: ${total}`);
