@@ -15,6 +15,8 @@ export interface DrawEngineEvents {
   shardRestart: [{ shard: number; threadId: number }];
   /** A snapshot could not be written (the WAL still holds everything; the next one retries). */
   snapshotError: [{ shard: number; error: unknown }];
+  /** Replication: this node's role changed (or, on a follower, the leader did). */
+  roleChange: [{ role: 'leader' | 'follower' | 'deposed'; term: number; leader: string | undefined; leaderAddress: string | undefined }];
   /** close() has finished. */
   close: [];
 }

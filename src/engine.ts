@@ -14,6 +14,9 @@ import { fillOptions, type DrawEngineOptions, type FilledOptions } from './optio
 import { toPoolState, type PoolState } from './pool-state.js';
 import { kOpCreate, kOpState, kOpUpdate, type PoolStateReply } from './protocol.js';
 import type { RecoveryReport } from './recovery/recover.js';
+import { bootstrapFromLog } from './replication/bootstrap.js';
+import type { ReplicatedLog } from './replication/log.js';
+import { NatsLog } from './replication/nats-log.js';
 import { kMaxDrawMany, kShardWorkers, type DrawEngineEvents } from './engine-types.js';
 
 export { kMaxDrawMany, kShardWorkers, type DrawEngineEvents } from './engine-types.js';
@@ -36,29 +39,34 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(opts: FilledOptions, prepared: PreparedDir) {
+  private constructor(opts: FilledOptions, prepared: PreparedDir, log: ReplicatedLog | undefined) {
     super();
     this.#opts = opts;
     this.#recovery = prepared.state.report;
     this.#release = prepared.release;
-    this.#set = new ShardSet(opts, prepared, (event, payload) => this.emit(event, payload as never));
+    this.#set = new ShardSet(opts, prepared, (event, payload) => this.emit(event, payload as never), log);
     this.#shards = this.#set.shards;
     this.#pools = this.#set.pools;
   }
 
   /**
    * Open an engine, recovering what `dir` holds. Rejects with ERR_INVALID_CONFIG,
-   * ERR_DIR_LOCKED, ERR_CORRUPT_WAL, ERR_CORRUPT_SNAPSHOT or ERR_DISK_FULL.
+   * ERR_DIR_LOCKED, ERR_CORRUPT_WAL, ERR_CORRUPT_SNAPSHOT or ERR_DISK_FULL; with replication
+   * also ERR_REPLICATION_UNAVAILABLE (no NATS quorum) or ERR_NOT_LEADER (a leader that finds
+   * another node renewing the lease).
    */
   static async open(options: DrawEngineOptions): Promise<DrawEngine> {
     const opts = fillOptions(options);
-    const prepared = await prepareDir(opts);
+    const log = opts.replication === undefined ? undefined : await NatsLog.connect(opts.replication);
+    let prepared: PreparedDir | undefined;
     try {
-      const engine = new DrawEngine(opts, prepared);
+      prepared = await prepareDir(opts, log && (() => bootstrapFromLog(log, opts.dir!, opts.shards)));
+      const engine = new DrawEngine(opts, prepared, log);
       await engine.#set.start(prepared);
       return engine;
     } catch (err) {
-      prepared.release();
+      prepared?.release();
+      await log?.close();
       throw err;
     }
   }
@@ -102,10 +110,41 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     return this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
   }
 
+  /** As #route, for a write: refused on a node that does not lead. */
+  #routeWrite(poolId: unknown): PoolMeta | Promise<never> {
+    if (this.#closed) return Promise.reject(engineClosed());
+    const notLeader = this.#set.notLeader();
+    if (notLeader !== undefined) return Promise.reject(notLeader);
+    return this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
+  }
+
+  /** With replication: 'leader', 'follower', or 'deposed' (another node took over); undefined without. */
+  get role(): 'leader' | 'follower' | 'deposed' | undefined {
+    return this.#set.replication?.role;
+  }
+
+  /**
+   * A follower takes over: it fences the old leader out of the stream, applies everything the
+   * stream holds and starts accepting writes. Resolves at once on a leader. Rejects with
+   * ERR_INVALID_CONFIG without replication, ERR_NOT_LEADER on a deposed engine, and
+   * ERR_REPLICATION_UNAVAILABLE when the stream cannot be reached.
+   */
+  promote(): Promise<void> {
+    if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('promote'));
+    if (this.#closed) return Promise.reject(engineClosed());
+    const replication = this.#set.replication;
+    if (replication === undefined) {
+      return Promise.reject(new EngineError('ERR_INVALID_CONFIG', 'promote() needs options.replication: this engine does not replicate', { details: { option: 'replication', value: undefined } }));
+    }
+    return replication.promote();
+  }
+
   /** Create a pool; it is logged before the promise resolves. */
   createPool(poolId: string, items: ItemSpec[]): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('createPool'));
     if (this.#closed) return Promise.reject(engineClosed());
+    const notLeader = this.#set.notLeader();
+    if (notLeader !== undefined) return Promise.reject(notLeader);
     let catalog: ItemSpec[];
     try {
       checkPoolId(poolId);
@@ -135,7 +174,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
   draw(poolId: string, options?: DrawOptions): Promise<DrawResult> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('draw'));
-    const meta = this.#route(poolId);
+    const meta = this.#routeWrite(poolId);
     if (meta instanceof Promise) return meta;
     if (options === undefined) return this.#shards[meta.shard]!.draw(meta);
     return this.#keyed<DrawResult>('draw', meta, 1, options, false);
@@ -144,7 +183,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** `count` draws in one call (1 .. 2^24): a DrawBatch with consecutive request ids. */
   drawMany(poolId: string, count: number, options?: DrawOptions): Promise<DrawBatch> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('drawMany'));
-    const meta = this.#route(poolId);
+    const meta = this.#routeWrite(poolId);
     if (meta instanceof Promise) return meta;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
       return Promise.reject(badCount(poolId, count, kMaxDrawMany));
@@ -166,7 +205,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */
   updateItem(poolId: string, itemId: string, patch: ItemPatch): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('updateItem'));
-    const meta = this.#route(poolId);
+    const meta = this.#routeWrite(poolId);
     if (meta instanceof Promise) return meta;
     const itemIndex = typeof itemId === 'string' ? meta.itemIndex.get(itemId) : undefined;
     if (itemIndex === undefined) {

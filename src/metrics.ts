@@ -1,3 +1,4 @@
+import type { ReplicationMetrics } from './replication/replication.js';
 import {
   kBatchesIndex,
   kDrawsIndex,
@@ -35,6 +36,8 @@ export interface EngineMetrics extends Omit<ShardMetrics, 'failed'> {
   /** WAL bytes per logged draw (0 before any draw). */
   walBytesPerDraw: number;
   shards: ShardMetrics[];
+  /** With replication: this node's role, the leader, and (follower) how far behind it is. */
+  replication?: ReplicationMetrics;
 }
 
 function read(block: BigInt64Array, i: number): number {

@@ -24,9 +24,10 @@ export interface PreparedDir {
  * Everything open() does before shards start, as named steps: lock the directory, recover it,
  * create each shard's first segment of the new run, write the snapshots that point at them
  * (new epoch, new layout), retire what they cover. Each step leaves a state the next open
- * recovers from, whatever moment a crash picks.
+ * recovers from, whatever moment a crash picks. `seed` gives the state an empty directory
+ * starts from.
  */
-export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
+export async function prepareDir(opts: FilledOptions, seed?: () => Promise<RecoveredState | undefined>): Promise<PreparedDir> {
   if (opts.wal === 'none') {
     const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), marks: new Map(), report: emptyReport(undefined) };
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
@@ -43,7 +44,9 @@ export async function prepareDir(opts: FilledOptions): Promise<PreparedDir> {
   }
   const release = await acquireDirLock(dir);
   try {
-    const state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts) });
+    let state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts) });
+    // A directory that never held anything may start from elsewhere (a replication group's snapshots).
+    if (seed !== undefined && state.shardDirs.length === 0) state = (await seed()) ?? state;
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
     const storage = realStorage;

@@ -159,7 +159,7 @@ export function fillOptions(options: unknown): FilledOptions {
   const wal = (o.wal as WalMode | undefined) ?? 'mmap';
   if (o.dir !== undefined && (typeof o.dir !== 'string' || o.dir.length === 0)) invalid('dir', 'must be a non-empty string', o.dir);
   if (o.dir === undefined && wal !== 'none') invalid('dir', `is required unless wal is 'none'`, o.dir);
-  const replication = o.replication === undefined ? undefined : fillReplication(o.replication);
+  const replication = o.replication === undefined ? undefined : fillReplication(o.replication, typeof o.dir === 'string' ? o.dir : undefined);
   if (replication !== undefined && wal === 'none') invalid('wal', "must be 'mmap' or 'file' with replication (a follower keeps its own copy)", o.wal);
   if (replication !== undefined && o.sync !== undefined && o.sync !== 'replicated') invalid('sync', "must be 'replicated' with replication", o.sync);
   if (replication === undefined && o.sync === 'replicated') invalid('sync', "'replicated' needs options.replication", o.sync);

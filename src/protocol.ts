@@ -85,7 +85,23 @@ export interface SnapshotDone {
   error: WireError | null;
 }
 
-export type ToWorkerLifecycle = InitMessage | CloseMessage | SnapshotRequest | SnapshotDone;
+/** Lead from now on (replication): records go to messages numbered from nextMsgSeq under term. */
+export interface LeadMessage {
+  tag: typeof kTag;
+  type: 'lead';
+  term: number;
+  nextMsgSeq: number;
+  maxMessageBytes: number;
+}
+
+/** This shard no longer leads (the stream refused it): fail-stop with the error. */
+export interface DeposeMessage {
+  tag: typeof kTag;
+  type: 'depose';
+  error: WireError;
+}
+
+export type ToWorkerLifecycle = InitMessage | CloseMessage | SnapshotRequest | SnapshotDone | LeadMessage | DeposeMessage;
 
 export interface ReadyMessage {
   tag: typeof kTag;
@@ -119,7 +135,13 @@ export interface SnapshotSkipped {
   reqIds: number[];
 }
 
-export type FromWorkerLifecycle = ReadyMessage | ClosedMessage | FatalMessage | SnapshotJob | SnapshotSkipped;
+/** The shard leads (answer to LeadMessage). */
+export interface LeadingMessage {
+  tag: typeof kTag;
+  type: 'leading';
+}
+
+export type FromWorkerLifecycle = ReadyMessage | ClosedMessage | FatalMessage | SnapshotJob | SnapshotSkipped | LeadingMessage;
 
 export interface CreateControl {
   type: 'create';
@@ -147,6 +169,46 @@ export interface BatchMessage {
   /** One per keyed draw op, in op order. */
   keys: string[];
 }
+
+/** The stream stored the messages of the group in flight (replicating leader): their sequences. */
+export interface PublishedMessage {
+  type: 'published';
+  streamSeqs: number[];
+}
+
+/** A leader's message for a follower shard to apply. */
+export interface ReplicateMessage {
+  type: 'replicate';
+  payload: Uint8Array;
+  streamSeq: number;
+}
+
+/** Messages the coordinator sends on a shard's port. */
+export type ToShardPort = BatchMessage | PublishedMessage | ReplicateMessage;
+
+/** A replicating leader's group: its messages to publish, and the replies to send once stored. */
+export interface PublishRequest {
+  type: 'publish';
+  messages: Uint8Array[];
+  replies: BatchReply[];
+}
+
+/** A follower shard applied (or could not apply) a message. */
+export interface AppliedReply {
+  type: 'applied';
+  streamSeq: number;
+  msgSeq: number;
+  term: number;
+  /** Nothing new: the shard held the message already. */
+  duplicate: boolean;
+  created: { ref: number; id: string; itemIds: string[] }[];
+  keyed: { poolId: string; key: string; count: number }[];
+  maxRequestId: number;
+  error: WireError | null;
+}
+
+/** Messages a shard sends on its port. */
+export type FromShardPort = BatchReply | PublishRequest | AppliedReply;
 
 /** The pool's state, read in order with its draws (typed-array copies, transferred). */
 export type PoolStateReply = PoolData<Float64Array>;

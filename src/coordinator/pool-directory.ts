@@ -28,6 +28,15 @@ export class PoolDirectory {
     return meta;
   }
 
+  /** A pool a follower's shard created from its leader's log, under the ref the shard gave it. */
+  registerAt(id: string, ref: number, itemIds: readonly string[]): PoolMeta {
+    const k = shardOf(id, this.#nextRef.length);
+    const meta = new PoolMeta(id, ref, k, itemIds, true);
+    this.#nextRef[k] = Math.max(this.#nextRef[k]!, ref + 1);
+    this.#pools.set(id, meta);
+    return meta;
+  }
+
   /** Forget a pool whose creation failed (if it is still the one registered). */
   unregister(meta: PoolMeta): void {
     if (this.#pools.get(meta.id) === meta && !meta.ready) this.#pools.delete(meta.id);

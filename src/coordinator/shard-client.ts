@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { DrawBatch } from '../draw-batch.js';
 import { EngineError, errorFromWire, errorToWire } from '../errors.js';
 import { kPendingIndex, kSnapshotsIndex, shardBlock } from '../layout.js';
-import { kTag, type BatchReply, type Control, type FromWorkerLifecycle, type InitMessage, type SnapshotJob } from '../protocol.js';
+import { kTag, type AppliedReply, type BatchReply, type Control, type FromShardPort, type FromWorkerLifecycle, type InitMessage, type PublishRequest, type SnapshotJob } from '../protocol.js';
 import { Admission } from './admission.js';
 import { Batcher, type DrawResult, type IdCounter } from './batcher.js';
 import type { PoolMeta } from './pool-meta.js';
@@ -10,7 +10,9 @@ import { ShardThread } from './shard-thread.js';
 
 export interface ShardHooks {
   /** A worker produced a snapshot job: encode and write it off this thread. */
-  writeSnapshot(job: SnapshotJob): Promise<void>;
+  writeSnapshot(job: SnapshotJob): Promise<unknown>;
+  /** A replicating leader's group to publish (settlePublished / failReplies answer it). */
+  publish?(shard: ShardClient, request: PublishRequest): void;
   /** The worker died after startup; everything pending was rejected with ERR_SHARD_FAILED. */
   onUnexpectedExit(shard: ShardClient, err: EngineError): void;
 }
@@ -63,7 +65,7 @@ export class ShardClient {
   /** Start a worker; resolves once its first segment is open and mapped. */
   async start(init: Omit<InitMessage, 'tag' | 'type' | 'port'>): Promise<void> {
     this.#thread = await ShardThread.start(this.index, init, {
-      reply: (reply) => this.#onReply(reply),
+      reply: (msg) => this.#onPort(msg),
       lifecycle: (msg) => this.#onLifecycle(msg),
       died: (how) => this.#died(how),
     });
@@ -72,6 +74,7 @@ export class ShardClient {
 
   draw(pool: PoolMeta): Promise<DrawResult> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#blocked) return Promise.reject(this.#blocked);
     if (this.#admission.mustWait(1)) return this.#admission.wait(1, () => this.draw(pool));
     this.#admission.pending++;
     this.#schedule();
@@ -80,6 +83,7 @@ export class ShardClient {
 
   drawMany(pool: PoolMeta, count: number): Promise<DrawBatch> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#blocked) return Promise.reject(this.#blocked);
     if (this.#admission.mustWait(count)) return this.#admission.wait(count, () => this.drawMany(pool, count));
     this.#admission.pending += count;
     this.#schedule();
@@ -88,6 +92,7 @@ export class ShardClient {
 
   keyed<T>(pool: PoolMeta, count: number, key: string, asBatch: boolean): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#blocked) return Promise.reject(this.#blocked);
     if (this.#admission.mustWait(count)) return this.#admission.wait(count, () => this.keyed<T>(pool, count, key, asBatch));
     this.#admission.pending += count;
     this.#schedule();
@@ -96,6 +101,7 @@ export class ShardClient {
 
   control<T>(kind: number, pool: PoolMeta, control: Control): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#blocked && control.type !== 'state') return Promise.reject(this.#blocked);
     if (this.#admission.mustWait(0)) return this.#admission.wait(0, () => this.control<T>(kind, pool, control));
     this.#schedule();
     return this.#batcher.control<T>(kind, pool, control);
@@ -117,6 +123,83 @@ export class ShardClient {
     if (msg === undefined) return;
     this.#thread.postBatch(msg, firstInFlight);
     this.#publishPending();
+  }
+
+  #onPort(msg: FromShardPort): void {
+    switch (msg.type) {
+      case 'done':
+        this.#onReply(msg);
+        break;
+      case 'publish':
+        if (this.#hooks.publish) this.#hooks.publish(this, msg);
+        else this.failAll(new EngineError('ERR_SHARD_FAILED', `shard ${this.index} asked to publish without replication`));
+        break;
+      case 'applied': {
+        const waiter = this.#applying.shift();
+        waiter?.(msg);
+        break;
+      }
+      default:
+        this.failAll(new EngineError('ERR_SHARD_FAILED', `unexpected message on shard ${this.index}'s port: ${String((msg as { type?: unknown }).type)}`));
+    }
+  }
+
+  // ---- replication ----
+
+  /** Writes (not state reads) reject with this error, without reaching the shard. */
+  #blocked: EngineError | undefined;
+  /** Resolvers of replicate() calls, in order. */
+  readonly #applying: ((reply: AppliedReply) => void)[] = [];
+
+  block(err: EngineError | undefined): void {
+    this.#blocked = err;
+  }
+
+  /** The stream stored a group: answer its callers (unless they were already failed), let the shard log it. */
+  settlePublished(replies: BatchReply[] | undefined, streamSeqs: number[]): void {
+    if (replies !== undefined) for (const r of replies) this.#onReply(r);
+    this.#thread?.postPort({ type: 'published', streamSeqs });
+  }
+
+  /** A group the stream did not store in time: its callers get `err`; the shard keeps it (it may still be stored). */
+  failReplies(replies: BatchReply[], err: EngineError): void {
+    const wire = errorToWire(err);
+    for (const r of replies) {
+      const { draws } = this.#batcher.settle({ ...r, error: wire });
+      this.#admission.pending -= draws;
+    }
+    if (this.#batcher.batchesInFlight === 0) this.#thread?.quiet();
+    this.#publishPending();
+    this.#admission.admit();
+    this.#notifyIdle();
+  }
+
+  /** A follower shard applies a leader's message; resolves with what it learned. */
+  replicate(payload: Uint8Array, streamSeq: number): Promise<AppliedReply> {
+    const thread = this.#thread;
+    if (thread === undefined || this.#failure) return Promise.reject(this.#failure ?? new EngineError('ERR_ENGINE_CLOSED', `shard ${this.index} is not running`));
+    return new Promise((resolve) => {
+      this.#applying.push(resolve);
+      thread.postPort({ type: 'replicate', payload, streamSeq });
+    });
+  }
+
+  /** The shard leads from now on; resolves once it says so. */
+  lead(term: number, nextMsgSeq: number, maxMessageBytes: number): Promise<void> {
+    const thread = this.#thread;
+    if (thread === undefined) return Promise.reject(new EngineError('ERR_ENGINE_CLOSED', `shard ${this.index} is not running`));
+    return new Promise((resolve) => {
+      this.#leading = resolve;
+      thread.post({ tag: kTag, type: 'lead', term, nextMsgSeq, maxMessageBytes });
+    });
+  }
+
+  #leading: (() => void) | undefined;
+
+  /** No longer the leader: fail-stop with `err`. */
+  depose(err: EngineError): void {
+    this.#blocked = err;
+    this.#thread?.post({ tag: kTag, type: 'depose', error: errorToWire(err) });
   }
 
   #onReply(reply: BatchReply): void {
@@ -145,6 +228,10 @@ export class ShardClient {
         break;
       case 'snapshotSkipped':
         for (const id of msg.reqIds) this.#settleSnapshot(id, null);
+        break;
+      case 'leading':
+        this.#leading?.();
+        this.#leading = undefined;
         break;
       case 'closed':
       case 'ready':
@@ -205,6 +292,9 @@ export class ShardClient {
     this.#failure ??= err;
     this.#batcher.failAll(err);
     this.#rejectSnapshots(err);
+    for (const waiter of this.#applying.splice(0)) {
+      waiter({ type: 'applied', streamSeq: 0, msgSeq: 0, term: 0, duplicate: false, created: [], keyed: [], maxRequestId: 0, error: errorToWire(err) });
+    }
     this.#admission.pending = 0;
     this.#admission.releaseAll(); // each re-run sees the failure and rejects
     this.#publishPending();

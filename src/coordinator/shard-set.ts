@@ -1,9 +1,11 @@
-import type { EngineError } from '../errors.js';
+import { EngineError } from '../errors.js';
 import { createMetricsBuffer } from '../layout.js';
 import { readMetrics, type EngineMetrics } from '../metrics.js';
 import type { PreparedDir } from '../open.js';
 import { windowOf, type FilledOptions } from '../options.js';
-import type { SnapshotJob } from '../protocol.js';
+import type { AppliedReply, PublishRequest, SnapshotJob } from '../protocol.js';
+import type { ReplicatedLog } from '../replication/log.js';
+import { Replication, type Role } from '../replication/replication.js';
 import type { IdCounter } from './batcher.js';
 import { IdempotencyIndex } from './idempotency-index.js';
 import { PoolDirectory } from './pool-directory.js';
@@ -12,12 +14,13 @@ import { ShardClient } from './shard-client.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { Supervisor } from './supervisor.js';
 
-export type ShardSetEvent = 'shardExit' | 'shardRestart' | 'snapshotError';
+export type ShardSetEvent = 'shardExit' | 'shardRestart' | 'snapshotError' | 'roleChange';
 
 /**
  * Everything the coordinator runs for a set of shards, wired together: one client per shard,
  * the pool directory that routes to them, the shared metrics block, the snapshot writer and the
- * supervisor that starts and restarts them.
+ * supervisor that starts and restarts them, and (with a replicated log) the replication that
+ * publishes their groups or feeds them their leader's.
  */
 export class ShardSet {
   readonly shards: ShardClient[] = [];
@@ -26,17 +29,24 @@ export class ShardSet {
   readonly #metrics: SharedArrayBuffer;
   readonly #snapshots: SnapshotWriter | undefined;
   readonly #supervisor: Supervisor;
+  readonly #emit: (event: ShardSetEvent, payload: unknown) => void;
+  readonly replication: Replication | undefined;
 
-  constructor(opts: FilledOptions, prepared: PreparedDir, emit: (event: ShardSetEvent, payload: unknown) => void) {
+  constructor(opts: FilledOptions, prepared: PreparedDir, emit: (event: ShardSetEvent, payload: unknown) => void, log?: ReplicatedLog) {
     const { state } = prepared;
     this.#metrics = createMetricsBuffer(opts.shards);
     this.pools = new PoolDirectory(opts.shards);
     this.keys = new IdempotencyIndex(windowOf(opts));
     const ids: IdCounter = { next: state.maxRequestId + 1 };
     this.#snapshots = opts.wal === 'none' ? undefined : new SnapshotWriter(opts.dir!, opts.archive, (shard, error) => emit('snapshotError', { shard, error }));
+    this.#emit = emit;
     const hooks = {
-      writeSnapshot: (job: SnapshotJob) => this.#snapshots!.write(job),
-      onUnexpectedExit: (shard: ShardClient, err: EngineError) => this.#supervisor.onExit(shard, err),
+      writeSnapshot: (job: SnapshotJob) => this.#writeSnapshot(job),
+      publish: log === undefined ? undefined : (shard: ShardClient, req: PublishRequest) => this.replication!.publish(shard, req),
+      onUnexpectedExit: (shard: ShardClient, err: EngineError) => {
+        this.#supervisor.onExit(shard, err);
+        this.replication?.shardFailed(shard.index, err);
+      },
     };
     for (let k = 0; k < opts.shards; k++) this.shards.push(new ShardClient(k, ids, opts.maxPending, this.#metrics, hooks));
     for (const pools of prepared.poolsByShard) for (const p of pools) this.keys.reset(this.pools.register(p.id, p.itemIds, true), p.keys ?? []);
@@ -51,10 +61,56 @@ export class ShardSet {
       snapshots: this.#snapshots,
       emit,
     });
+    if (log !== undefined && opts.replication !== undefined) {
+      this.replication = new Replication(log, opts.replication, this.shards, state.marks, state.maxRequestId, {
+        learned: (_k, reply) => this.#learned(reply),
+        raiseIds: (next) => {
+          ids.next = Math.max(ids.next, next);
+        },
+        changed: (role, term) => this.#roleChanged(role, term),
+      });
+    }
   }
 
-  start(prepared: PreparedDir): Promise<void> {
-    return this.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs, prepared.state.marks);
+  /** A follower shard applied its leader's message: route to the pools it created, know its keys. */
+  #learned(reply: AppliedReply): void {
+    for (const c of reply.created) this.pools.registerAt(c.id, c.ref, c.itemIds);
+    for (const k of reply.keyed) {
+      const meta = this.pools.get(k.poolId);
+      if (meta !== undefined) this.keys.add(k.key, meta, k.count);
+    }
+  }
+
+  #roleChanged(role: Role, term: number): void {
+    const m = this.replication?.metrics();
+    this.#emit('roleChange', { role, term, leader: m?.leader, leaderAddress: m?.leaderAddress });
+  }
+
+  /** Write a shard's snapshot; a leader then uploads it for new followers (a failed upload is reported, not fatal). */
+  async #writeSnapshot(job: SnapshotJob): Promise<void> {
+    const path = await this.#snapshots!.write(job);
+    const mark = job.body.replication;
+    if (this.replication === undefined || mark === undefined) return;
+    await this.replication.snapshotWritten(job.body.shard, mark, path).catch((err: unknown) => {
+      this.#emit('snapshotError', { shard: job.body.shard, error: new EngineError('ERR_REPLICATION_UNAVAILABLE', `shard ${job.body.shard}'s snapshot was written but not uploaded: ${(err as Error)?.message}`, { cause: err }) });
+    });
+  }
+
+  /** Start the shards; with replication, follow the stream and (a leader) take over. */
+  async start(prepared: PreparedDir): Promise<void> {
+    await this.#supervisor.startAll(prepared.poolsByShard, prepared.baseSeqs, prepared.state.marks);
+    try {
+      await this.replication?.start();
+    } catch (err) {
+      await this.replication?.close();
+      await Promise.all(this.shards.map((s) => s.terminate()));
+      throw err;
+    }
+  }
+
+  /** Why a write is refused here (a node that does not lead), or undefined. */
+  notLeader(): EngineError | undefined {
+    return this.replication?.notLeader();
   }
 
   /**
@@ -82,7 +138,9 @@ export class ShardSet {
   }
 
   metrics(): EngineMetrics {
-    return readMetrics(this.#metrics, this.shards.length);
+    const m = readMetrics(this.#metrics, this.shards.length);
+    if (this.replication !== undefined) m.replication = this.replication.metrics();
+    return m;
   }
 
   /** No restarts from here on. */
@@ -90,8 +148,11 @@ export class ShardSet {
     this.#supervisor.stop();
   }
 
+  /** Answer what is in flight (published or timed out), stop replicating, stop the shards. */
   async close(): Promise<void> {
     this.#supervisor.stop();
+    await Promise.all(this.shards.map((s) => s.drained()));
+    await this.replication?.close();
     await Promise.all(this.shards.map((s) => s.close()));
     await this.#snapshots?.close();
   }

@@ -1,10 +1,11 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { EngineError, errorFromWire } from '../errors.js';
-import { kTag, type BatchMessage, type BatchReply, type FromWorkerLifecycle, type InitMessage, type ToWorkerLifecycle } from '../protocol.js';
+import { kTag, type BatchMessage, type FromShardPort, type FromWorkerLifecycle, type InitMessage, type PublishedMessage, type ReplicateMessage, type ToWorkerLifecycle } from '../protocol.js';
 import { workerEntry } from '../worker-path.js';
 
 export interface ShardThreadEvents {
-  reply(reply: BatchReply): void;
+  /** A message on the shard's port: a batch reply, or a replication message. */
+  reply(reply: FromShardPort): void;
   /** A lifecycle message after startup (snapshot jobs, a fatal error report). */
   lifecycle(msg: FromWorkerLifecycle): void;
   /** The worker exited or crashed after startup. */
@@ -34,7 +35,7 @@ export class ShardThread {
     const worker = new Worker(workerEntry('shard-worker'), { name: `rpe-shard-${shard}` });
     const { port1, port2 } = new MessageChannel();
     const thread = new ShardThread(worker, port1);
-    port1.on('message', (reply: BatchReply) => events.reply(reply));
+    port1.on('message', (reply: FromShardPort) => events.reply(reply));
     port1.unref();
     try {
       await new Promise<void>((resolve, reject) => {
@@ -81,6 +82,11 @@ export class ShardThread {
   postBatch(msg: BatchMessage, firstInFlight: boolean): void {
     if (firstInFlight) this.#port.ref();
     this.#port.postMessage(msg, [msg.ops.buffer as ArrayBuffer]);
+  }
+
+  /** A replication message on the shard's port. */
+  postPort(msg: PublishedMessage | ReplicateMessage): void {
+    this.#port.postMessage(msg);
   }
 
   /** Nothing is in flight any more. */

@@ -21,18 +21,23 @@ export class SnapshotWriter {
     this.#onError = onError;
   }
 
-  write(job: SnapshotJob): Promise<void> {
+  /** Resolves with the written file's path. */
+  write(job: SnapshotJob): Promise<string> {
     this.#pool ??= new Piscina({ filename: workerEntry('snapshot-task'), minThreads: 0, maxThreads: 1, idleTimeout: 1000 });
     const transfer: ArrayBuffer[] = [];
     for (const p of job.body.pools) for (const a of [p.weights, p.quantities, p.drawn]) if (a instanceof Float64Array) transfer.push(a.buffer as ArrayBuffer);
     const task = { dir: this.#dir, body: job.body, retention: job.retention, archive: this.#archive };
-    const run = this.#pool.run(task, { transferList: transfer }).then((r: { error?: WireError }) => {
+    const run = this.#pool.run(task, { transferList: transfer }).then((r: { error?: WireError; path?: string }) => {
       if (r.error) throw errorFromWire(r.error);
+      return r.path!;
     });
     const shard = job.body.shard;
     this.#inFlight.set(
       shard,
-      run.catch(() => {}),
+      run.then(
+        () => {},
+        () => {},
+      ),
     );
     return run.catch((err: unknown) => {
       this.#onError(shard, err);

@@ -32,8 +32,8 @@ export interface SupervisorContext {
 /**
  * Starts the shards and restarts one that dies (cf. piscina's worker pool): its calls in flight
  * were rejected; it is recovered alone from its snapshot and WAL and gets a new thread. A shard
- * is not restarted after close(), with wal 'none' (nothing to recover from) or after
- * kMaxRestartsPerShard deaths.
+ * is not restarted after close(), with wal 'none' (nothing to recover from), under replication
+ * or after kMaxRestartsPerShard deaths.
  */
 export class Supervisor {
   readonly #ctx: SupervisorContext;
@@ -96,7 +96,8 @@ export class Supervisor {
   onExit(shard: ShardClient, err: EngineError): void {
     const k = shard.index;
     this.#ctx.emit('shardExit', { shard: k, error: err });
-    if (this.#ctx.opts.wal === 'none' || this.#stopped || this.#restarts[k]! >= kMaxRestartsPerShard) return;
+    // Under replication a leader whose shard died steps down instead (its follower holds everything acknowledged).
+    if (this.#ctx.opts.wal === 'none' || this.#ctx.opts.replication !== undefined || this.#stopped || this.#restarts[k]! >= kMaxRestartsPerShard) return;
     this.#restarts[k]!++;
     Atomics.add(shardBlock(this.#ctx.metrics, k), kRestartsIndex, 1n);
     this.#restart(shard).catch((restartErr: unknown) => this.#ctx.emit('shardExit', { shard: k, error: restartErr }));

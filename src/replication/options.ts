@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { asEngineError, EngineError, show } from '../errors.js';
 
 /** Replication of every shard's log to a NATS JetStream stream, and the role of this node. */
@@ -15,7 +16,7 @@ export interface ReplicationOptions {
   leaseMs?: number;
   /** A follower promotes itself when the lease expires. Default: `false`. */
   autoPromote?: boolean;
-  /** This node's name in the lease. Default: `<hostname>:<pid>`. */
+  /** This node's name in the lease. Default: `<hostname>:<absolute dir>` (so a restarted leader knows its own lease). */
   node?: string;
   /** The address clients reach this node's service at, published with the lease. Default: none. */
   advertise?: string;
@@ -41,7 +42,7 @@ function int(o: Record<string, unknown>, key: string, min: number, max: number, 
 }
 
 /** Validate the replication option (each field read once) and fill its defaults. */
-export function fillReplication(value: unknown): FilledReplication {
+export function fillReplication(value: unknown, dir: string | undefined): FilledReplication {
   if (typeof value !== 'object' || value === null) bad('', 'must be an object', value);
   const o: Record<string, unknown> = Object.create(null);
   let key = '';
@@ -69,7 +70,7 @@ export function fillReplication(value: unknown): FilledReplication {
     role,
     leaseMs: int(o, 'leaseMs', 200, 600_000, 3000),
     autoPromote: (o.autoPromote as boolean | undefined) ?? false,
-    node: (o.node as string | undefined) ?? `${hostname()}:${process.pid}`,
+    node: (o.node as string | undefined) ?? `${hostname()}:${resolve(dir ?? '.')}`.slice(-128),
     advertise: o.advertise as string | undefined,
     timeoutMs: int(o, 'timeoutMs', 100, 600_000, 5000),
     maxMessageBytes: int(o, 'maxMessageBytes', 64 * 1024, 64 * 1024 * 1024, 1 << 20),

@@ -10,8 +10,11 @@ const healthSchema = {
   response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } } },
 } as const;
 
+/** A follower this many stream messages behind (or more) is not ready. */
+export const kReadyLagMessages = 1000;
+
 const readySchema = {
-  summary: 'Readiness: 200 while the engine is open, else 503',
+  summary: 'Readiness: 200 while the engine is open and (a replication follower) caught up, else 503',
   tags: ['health'],
   response: {
     200: {
@@ -21,6 +24,11 @@ const readySchema = {
         status: { type: 'string', enum: ['ready'] },
         pools: { type: 'integer' },
         failedShards: { type: 'array', items: { type: 'integer' }, description: 'shards that stopped acknowledging (their pools answer 503)' },
+        role: { type: 'string', enum: ['leader', 'follower'], description: 'with replication: this node leads (takes writes) or follows (reads only)' },
+        term: { type: 'integer' },
+        leader: { type: 'string', description: 'the leader\'s advertised address, when known' },
+        lagMessages: { type: 'integer', description: 'follower: stream messages not applied yet' },
+        lagMs: { type: 'number', description: 'follower: age of the newest message applied while more wait' },
       },
     },
     ...problems(),
@@ -37,7 +45,14 @@ export const healthRoutes: FastifyPluginCallback<{ ctx: ServiceContext }> = (app
     const m = ctx.engine.metrics();
     const failedShards: number[] = [];
     m.shards.forEach((s, k) => s.failed && failedShards.push(k));
-    return { status: 'ready' as const, pools: ctx.engine.poolIds().length, failedShards };
+    const ready = { status: 'ready' as const, pools: ctx.engine.poolIds().length, failedShards };
+    const r = m.replication;
+    if (r === undefined) return ready;
+    if (r.role === 'deposed') throw new EngineError('ERR_NOT_LEADER', 'this node was deposed: another node leads; restart it as a follower', { details: { address: r.leaderAddress } });
+    if (r.role === 'follower' && r.lagMessages >= kReadyLagMessages) {
+      throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `this follower is ${r.lagMessages} stream messages (${Math.round(r.lagMs)} ms) behind its leader`, { details: { address: r.leaderAddress } });
+    }
+    return { ...ready, role: r.role, term: r.term, leader: r.leaderAddress, lagMessages: r.lagMessages, lagMs: r.lagMs };
   });
   done();
 };

@@ -99,6 +99,24 @@ export function createServiceMetrics(ctx: ServiceContext): ServiceMetrics {
       if (!ctx.engineClosed) this.set(ctx.engine.poolIds().length);
     },
   });
+  const replication: [string, string, (r: NonNullable<EngineMetrics['replication']>) => number][] = [
+    ['rpe_replication_leader', '1 while this node leads its replication group (takes writes)', (r) => (r.role === 'leader' ? 1 : 0)],
+    ['rpe_replication_term', 'Leadership term this node leads or follows', (r) => r.term],
+    ['rpe_replication_lag_messages', 'Follower: stream messages not applied yet', (r) => r.lagMessages],
+    ['rpe_replication_lag_seconds', 'Follower: age of the newest message applied while more wait', (r) => r.lagMs / 1000],
+    ['rpe_replication_messages', 'Stream messages published (leader) or applied (follower) since open', (r) => r.messages],
+  ];
+  for (const [name, help, value] of replication) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const r = read()?.replication;
+        if (r !== undefined) this.set(value(r));
+      },
+    });
+  }
   collectDefaultMetrics({ register: registry, prefix: 'rpe_' });
 
   const latency = new Histogram({

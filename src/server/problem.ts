@@ -2,7 +2,8 @@
  * Every error response is `application/problem+json` (RFC 9457) built here and only here:
  * handlers throw (or reject with) EngineErrors, fastify raises its own errors for schemas,
  * bodies and URLs, and this module maps each to a status and a body
- * `{ type, title, status, code, detail }` whose `code` is an EngineError code.
+ * `{ type, title, status, code, detail }` whose `code` is an EngineError code (ERR_NOT_LEADER
+ * adds `leader`: the leader's address, when known).
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { codes, EngineError, type ErrorCode } from '../errors.js';
@@ -38,6 +39,8 @@ export interface Problem {
   status: number;
   code: ErrorCode;
   detail: string;
+  /** ERR_NOT_LEADER: where the leader's service is, when it advertises an address. */
+  leader?: string;
 }
 
 export function problemType(code: string): string {
@@ -67,7 +70,12 @@ function fromFastify(err: FastifyError): Problem | undefined {
  * (and logged): they are bugs, and their messages may hold details not meant for clients.
  */
 export function problemOf(err: unknown): { problem: Problem; internal: boolean } {
-  if (err instanceof EngineError) return { problem: problem(err.code, err.message), internal: false };
+  if (err instanceof EngineError) {
+    const p = problem(err.code, err.message);
+    const address = (err.details as { address?: unknown } | undefined)?.address;
+    if (err.code === 'ERR_NOT_LEADER' && typeof address === 'string') p.leader = address;
+    return { problem: p, internal: false };
+  }
   const p = fromFastify(err as FastifyError);
   if (p !== undefined) return { problem: p, internal: false };
   return { problem: problem('ERR_INTERNAL', 'the server failed unexpectedly; its log has the details'), internal: true };

@@ -49,6 +49,7 @@ export const problemSchema = {
     status: { type: 'integer' },
     code: { type: 'string', description: 'EngineError code (docs/errors.md)' },
     detail: { type: 'string', description: 'what was wrong, with which value' },
+    leader: { type: 'string', description: 'ERR_NOT_LEADER: the address the replication leader advertises, when known' },
   },
 } as const;
 

@@ -31,7 +31,7 @@ export interface ReplicaApplied {
   /** Pools the message created: the coordinator routes to them from now on. */
   created: { ref: number; id: string; itemIds: string[] }[];
   /** Keyed calls it logged: the coordinator's key index learns them. */
-  keyed: { ref: number; key: string; count: number }[];
+  keyed: { poolId: string; key: string; count: number }[];
   draws: number;
   empty: number;
   /** Refs of the pools it changed. */
@@ -110,7 +110,7 @@ export function applyReplicated(pools: ShardPools, wal: WalWriter, payload: Uint
         wal.appendKeyedDraws(ref, first, Buffer.from(keyBytes), indices, 0, count);
         pools.drew(pool, first, count);
         draws += count;
-        keyed.push({ ref, key, count });
+        keyed.push({ poolId: pool.id, key, count });
         changed.add(ref);
         break;
       }

@@ -60,11 +60,12 @@ export class ShardCore {
   #metrics: BigInt64Array;
   #failure: EngineError | undefined;
   #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
-  readonly #snap = new SnapshotPlanner();
+  readonly #snap: SnapshotPlanner;
 
   constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
     this.config = config;
     this.#metrics = metrics;
+    this.#snap = new SnapshotPlanner(config.replicated);
     this.#rng = config.seed === undefined ? Sfc32.fromCrypto() : Sfc32.fromSeed(config.seed, config.shard);
     this.#wal = wal ?? openWalWriter(config, (err) => this.fail(err));
     this.#sink = this.#wal;

@@ -34,9 +34,11 @@ interface InFlightJob {
  * Which pools a shard's next snapshot holds and which files it keeps: incremental snapshots of
  * the pools changed since the last one plus a manifest of where every pool's latest state is;
  * a full one every kFullSnapshotEvery, or when the chain spans more than kMaxChainFiles files.
- * One job at a time; engine.snapshot() calls arriving meanwhile wait for the next.
+ * One job at a time; engine.snapshot() calls arriving meanwhile wait for the next. Under
+ * replication every snapshot is full: it is what a new follower starts from.
  */
 export class SnapshotPlanner {
+  readonly #alwaysFull: boolean;
   /** Seq of the newest written snapshot of this shard (0 = none yet). */
   #seq = 0;
   /** Files of its chain. */
@@ -50,6 +52,10 @@ export class SnapshotPlanner {
   #sinceFull = 0;
   #job: InFlightJob | undefined;
   #waiting: number[] = [];
+
+  constructor(alwaysFull = false) {
+    this.#alwaysFull = alwaysFull;
+  }
 
   /** The chain the shard starts from (pools missing from its manifest count as changed). */
   startFrom(chain: NonNullable<ShardConfig['chain']>, pools: PoolInit[]): void {
@@ -86,7 +92,7 @@ export class SnapshotPlanner {
     if (seq === this.#seq) return 'skipped';
     const refs = src.refs();
     const distinctFiles = new Set(this.#at.values()).size;
-    const full = this.#files.length === 0 || this.#sinceFull >= kFullSnapshotEvery - 1 || distinctFiles > kMaxChainFiles;
+    const full = this.#alwaysFull || this.#files.length === 0 || this.#sinceFull >= kFullSnapshotEvery - 1 || distinctFiles > kMaxChainFiles;
     const included = full ? refs : refs.filter((r) => this.#dirty.has(r) || !this.#at.has(r));
     const includedSet = new Set(included);
     const at = refs.map((r) => (includedSet.has(r) ? seq : this.#at.get(r)!));

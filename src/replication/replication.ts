@@ -1,0 +1,328 @@
+import { readFile } from 'node:fs/promises';
+import type { ShardClient } from '../coordinator/shard-client.js';
+import { EngineError, errorFromWire, messageOf } from '../errors.js';
+import type { AppliedReply, PublishRequest } from '../protocol.js';
+import type { StreamMark } from '../wal/format.js';
+import { LogError, type LeaseEntry, type LeaseValue, type ReplicatedLog } from './log.js';
+import { fenceMessage } from './message.js';
+import type { FilledReplication } from './options.js';
+import { publishGroup, type PublishContext } from './publisher.js';
+
+export type Role = 'leader' | 'follower' | 'deposed';
+
+export interface ReplicationHooks {
+  /** A follower shard applied a message: route to the pools it created, index its keys. */
+  learned(shard: number, reply: AppliedReply): void;
+  /** Request ids start at least here from now on. */
+  raiseIds(next: number): void;
+  /** The role changed (or the leader did). */
+  changed(role: Role, term: number): void;
+}
+
+/** Where one shard stands: the last message its local WAL holds, and its publishing state. */
+interface ShardState {
+  mark: StreamMark | undefined;
+  maxRequestId: number;
+  /** Messages of the subject not yet applied (follower), as the consumer last saw. */
+  pending: number;
+  /** When the stream stored the last message applied. */
+  appliedStoredAt: number;
+  /** Leader: the stream sequence of the subject's last message. */
+  lastSeq: number;
+  /** Messages and bytes published (leader) or applied (follower). */
+  messages: number;
+  bytes: number;
+  follower: { stop(): Promise<void> } | undefined;
+  /** Leader: the mark of the snapshot last uploaded. */
+  uploaded: StreamMark | undefined;
+  waiters: { seq: number; resolve: () => void; reject: (err: unknown) => void }[];
+  /** Follower: the shard could not apply a message. */
+  failed: EngineError | undefined;
+}
+
+export interface ReplicationMetrics {
+  role: Role;
+  term: number;
+  /** The node holding the lease, and where its service is (when it says). */
+  leader: string | undefined;
+  leaderAddress: string | undefined;
+  /** Follower: messages of the stream not applied yet, over all shards, and how old the oldest is. */
+  lagMessages: number;
+  lagMs: number;
+  /** Stream messages this node published (leader) or applied (follower), and their bytes: draws / messages is the draws per publish. */
+  messages: number;
+  bytes: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+/**
+ * Leading and following (DESIGN.md "Replication and failover"). A follower's shards apply the
+ * stream's messages as they come (each shard its own subject). A leader's shards hand each group
+ * to publish(): every message is published on the shard's subject on the condition that the
+ * subject's last sequence is the one this leader last wrote, so once another node has fenced
+ * the stream (takeover()) nothing of the old leader is stored, and it is deposed. The lease
+ * (a key-value entry renewed with compare-and-set) says who leads; a follower may take over
+ * when it expires (autoPromote) or when told to (promote()).
+ */
+export class Replication {
+  readonly #log: ReplicatedLog;
+  readonly #opts: FilledReplication;
+  readonly #shards: readonly ShardClient[];
+  readonly #hooks: ReplicationHooks;
+  readonly #state: ShardState[];
+  readonly #publishing: PublishContext;
+  role: Role = 'follower';
+  term = 0;
+  #leader: LeaseValue | undefined;
+  #leaseSeenAt = Date.now();
+  #revision = 0;
+  #renew: NodeJS.Timeout | undefined;
+  #watch: { stop(): void } | undefined;
+  #expiry: NodeJS.Timeout | undefined;
+  #promoting: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(log: ReplicatedLog, opts: FilledReplication, shards: readonly ShardClient[], marks: Map<number, StreamMark>, maxRequestId: number, hooks: ReplicationHooks) {
+    this.#log = log;
+    this.#opts = opts;
+    this.#shards = shards;
+    this.#hooks = hooks;
+    this.#state = shards.map((_, k) => ({ mark: marks.get(k), maxRequestId, pending: 0, appliedStoredAt: 0, lastSeq: 0, messages: 0, bytes: 0, follower: undefined, uploaded: undefined, waiters: [], failed: undefined }));
+    this.#publishing = {
+      log,
+      timeoutMs: opts.timeoutMs,
+      leading: () => !this.#closed && this.role === 'leader',
+      deposed: (err) => this.#depose(err),
+    };
+  }
+
+  /** Follow the stream on every shard and watch the lease; a leader then takes over. */
+  async start(): Promise<void> {
+    const lease = await this.#log.leaseGet();
+    if (lease !== undefined && lease.value.shards !== this.#shards.length) {
+      throw new EngineError('ERR_INVALID_CONFIG', `options.shards must be ${lease.value.shards} in replication group ${this.#opts.stream} (its leader runs ${lease.value.shards}), got ${this.#shards.length}`, {
+        details: { option: 'shards', value: this.#shards.length, expected: lease.value.shards },
+      });
+    }
+    this.#watch = this.#log.leaseWatch((entry) => this.#onLease(entry));
+    for (let k = 0; k < this.#shards.length; k++) this.#follow(k);
+    if (this.#opts.role === 'leader') {
+      await this.#takeover(false);
+    } else {
+      this.#hooks.changed('follower', this.term);
+      this.#expiry = setInterval(() => this.#checkExpiry(), Math.max(50, this.#opts.leaseMs / 4)).unref();
+    }
+  }
+
+  // ---- following ----
+
+  #follow(k: number): void {
+    const st = this.#state[k]!;
+    st.follower = this.#log.follow(k, (st.mark?.streamSeq ?? 0) + 1, async (m) => {
+      if (this.#closed) return;
+      const reply = await this.#shards[k]!.replicate(m.payload, m.seq);
+      if (reply.error !== null) {
+        // The shard failed (fail-stop): it applies nothing more, and cannot lead.
+        const err = errorFromWire(reply.error);
+        st.failed = err;
+        for (const w of st.waiters.splice(0)) w.reject(err);
+        throw err;
+      }
+      if (!reply.duplicate) {
+        st.mark = { term: reply.term, groupSeq: reply.msgSeq, streamSeq: m.seq };
+        this.#hooks.learned(k, reply);
+      }
+      st.maxRequestId = Math.max(st.maxRequestId, reply.maxRequestId);
+      st.messages++;
+      st.bytes += m.payload.byteLength;
+      st.pending = m.pending;
+      st.appliedStoredAt = m.storedAt;
+      if (st.waiters.length === 0) return;
+      const done = st.waiters.filter((w) => w.seq <= m.seq);
+      st.waiters = st.waiters.filter((w) => w.seq > m.seq);
+      for (const w of done) w.resolve();
+    });
+  }
+
+  /** Resolves once shard k applied the message at stream sequence `seq` (0: at once). */
+  #applied(k: number, seq: number): Promise<void> {
+    const st = this.#state[k]!;
+    if (st.failed) return Promise.reject(st.failed);
+    if (seq === 0 || (st.mark?.streamSeq ?? 0) >= seq) return Promise.resolve();
+    return new Promise((resolve, reject) => st.waiters.push({ seq, resolve, reject }));
+  }
+
+  // ---- the lease ----
+
+  #onLease(entry: LeaseEntry | undefined): void {
+    this.#leaseSeenAt = Date.now();
+    const before = this.#leader;
+    this.#leader = entry?.value;
+    if (entry === undefined) return;
+    if (this.role === 'follower' && (before?.node !== entry.value.node || before?.term !== entry.value.term)) {
+      this.term = entry.value.term;
+      this.#hooks.changed('follower', this.term);
+    }
+    if (this.role === 'leader' && (entry.value.node !== this.#opts.node || entry.value.term !== this.term)) {
+      this.#depose(new EngineError('ERR_NOT_LEADER', `the lease was taken by ${entry.value.node} (term ${entry.value.term})`, { details: { leader: entry.value.node } }));
+    }
+  }
+
+  #checkExpiry(): void {
+    if (this.#closed || this.role !== 'follower' || !this.#opts.autoPromote || this.#promoting) return;
+    if (Date.now() - this.#leaseSeenAt > this.#opts.leaseMs) void this.promote().catch(() => {});
+  }
+
+  /** A follower takes over now, whoever holds the lease. */
+  promote(): Promise<void> {
+    if (this.role === 'leader') return Promise.resolve();
+    if (this.role === 'deposed') return Promise.reject(new EngineError('ERR_NOT_LEADER', 'this engine was deposed: reopen it as a follower'));
+    this.#promoting ??= this.#takeover(true).finally(() => (this.#promoting = undefined));
+    return this.#promoting;
+  }
+
+  /**
+   * Take the lease (a new term), fence every shard's subject with a message the old leader's
+   * next publish cannot follow, having applied everything before it, and lead. Without `force`,
+   * a lease another node renews keeps this one a follower (ERR_NOT_LEADER).
+   */
+  async #takeover(force: boolean): Promise<void> {
+    for (;;) {
+      const entry = await this.#log.leaseGet();
+      if (!force && entry !== undefined && entry.value.node !== this.#opts.node) await this.#waitExpiry(entry);
+      const current = force ? await this.#log.leaseGet() : entry;
+      const term = (current?.value.term ?? 0) + 1;
+      const value: LeaseValue = { node: this.#opts.node, term, advertise: this.#opts.advertise, shards: this.#shards.length };
+      const rev = await this.#log.leasePut(value, current?.revision ?? 0);
+      if (rev === undefined) continue; // someone wrote the lease meanwhile: look again
+      this.#revision = rev;
+      this.term = term;
+      break;
+    }
+    clearInterval(this.#expiry);
+    await Promise.all(this.#shards.map((_, k) => this.#fence(k)));
+    this.#hooks.raiseIds(Math.max(...this.#state.map((s) => s.maxRequestId)) + 1);
+    this.role = 'leader';
+    this.#renew = setInterval(() => void this.#renewLease(), Math.max(50, Math.floor(this.#opts.leaseMs / 3))).unref();
+    this.#hooks.changed('leader', this.term);
+  }
+
+  /** Wait until another node's lease goes leaseMs without renewal, or refuse. */
+  async #waitExpiry(entry: LeaseEntry): Promise<void> {
+    const seenRevision = entry.revision;
+    await sleep(this.#opts.leaseMs + 50);
+    const now = await this.#log.leaseGet();
+    if (now !== undefined && now.revision !== seenRevision) {
+      throw new EngineError('ERR_NOT_LEADER', `${now.value.node} holds the lease (term ${now.value.term}) and renews it: open as a follower, or promote()`, {
+        details: { leader: now.value.node, address: now.value.advertise },
+      });
+    }
+  }
+
+  async #fence(k: number): Promise<void> {
+    const st = this.#state[k]!;
+    for (;;) {
+      const last = await this.#log.last(k);
+      await this.#applied(k, last?.seq ?? 0);
+      const msgSeq = (st.mark?.groupSeq ?? 0) + 1;
+      const fence = fenceMessage(this.term, k, msgSeq);
+      let seq: number;
+      try {
+        seq = await this.#log.publish(k, fence, `${this.term}.${k}.${msgSeq}`, last?.seq ?? 0, this.#opts.timeoutMs);
+      } catch (err) {
+        if (err instanceof LogError && err.kind === 'refused') continue; // a message came in meanwhile
+        throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `cannot fence shard ${k}'s stream: ${messageOf(err)}`, { cause: err });
+      }
+      await this.#applied(k, seq);
+      await st.follower?.stop();
+      st.follower = undefined;
+      st.lastSeq = seq;
+      await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes);
+      return;
+    }
+  }
+
+  async #renewLease(): Promise<void> {
+    if (this.role !== 'leader' || this.#closed) return;
+    try {
+      const rev = await this.#log.leasePut({ node: this.#opts.node, term: this.term, advertise: this.#opts.advertise, shards: this.#shards.length }, this.#revision);
+      if (rev === undefined) this.#depose(new EngineError('ERR_NOT_LEADER', 'another node took the lease'));
+      else this.#revision = rev;
+    } catch {
+      // No quorum: the next renewal tries again; the fence keeps a new leader safe meanwhile.
+    }
+  }
+
+  // ---- leading ----
+
+  /** A leader shard's group: publish its messages in order; answer its callers once stored. */
+  publish(shard: ShardClient, req: PublishRequest): void {
+    void publishGroup(this.#publishing, shard, this.#state[shard.index]!, req);
+  }
+
+  /** Writes are refused on any node but the leader: the error says who leads, when known. */
+  notLeader(): EngineError | undefined {
+    if (this.role === 'leader') return undefined;
+    const leader = this.#leader;
+    const where = leader === undefined ? 'no leader is known' : `${leader.node} leads (term ${leader.term})${leader.advertise ? ` at ${leader.advertise}` : ''}`;
+    const what = this.role === 'deposed' ? 'this engine was deposed' : this.#promoting ? 'this engine is taking over' : 'this engine is a follower';
+    return new EngineError('ERR_NOT_LEADER', `${what}: ${where}`, { details: { role: this.role, leader: leader?.node, address: leader?.advertise } });
+  }
+
+  /** A shard of this node failed: a leader steps down (the follower has everything it acknowledged). */
+  shardFailed(k: number, err: EngineError): void {
+    this.#depose(new EngineError('ERR_NOT_LEADER', `shard ${k} failed (${err.message}): this engine stops leading`, { cause: err, details: { shard: k } }));
+  }
+
+  /**
+   * A leader's full snapshot of shard k is on disk: upload it, then trim the subject behind the
+   * snapshot uploaded before it (a follower up to one snapshot behind keeps its tail).
+   */
+  async snapshotWritten(k: number, mark: StreamMark, path: string): Promise<void> {
+    if (this.role !== 'leader' || this.#closed) return;
+    const st = this.#state[k]!;
+    await this.#log.snapshotPut(k, await readFile(path));
+    const previous = st.uploaded;
+    st.uploaded = mark;
+    if (previous !== undefined) await this.#log.trim(k, previous.streamSeq + 1);
+  }
+
+  #depose(err: EngineError): void {
+    if (this.role !== 'leader') return;
+    this.role = 'deposed';
+    clearInterval(this.#renew);
+    for (const s of this.#shards) s.depose(err);
+    this.#hooks.changed('deposed', this.term);
+  }
+
+  metrics(): ReplicationMetrics {
+    const following = this.role !== 'leader';
+    const lagMessages = following ? this.#state.reduce((a, s) => a + s.pending, 0) : 0;
+    const oldest = Math.min(...this.#state.filter((s) => s.pending > 0).map((s) => s.appliedStoredAt));
+    return {
+      role: this.role,
+      term: this.term,
+      leader: this.#leader?.node,
+      leaderAddress: this.#leader?.advertise,
+      lagMessages,
+      lagMs: following && Number.isFinite(oldest) && oldest > 0 ? Math.max(0, Date.now() - oldest) : 0,
+      messages: this.#state.reduce((a, s) => a + s.messages, 0),
+      bytes: this.#state.reduce((a, s) => a + s.bytes, 0),
+    };
+  }
+
+  /** The current leader's address, for a follower's ERR_NOT_LEADER. */
+  get leaderAddress(): string | undefined {
+    return this.#leader?.advertise;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#renew);
+    clearInterval(this.#expiry);
+    this.#watch?.stop();
+    await Promise.all(this.#state.map((s) => s.follower?.stop()));
+    await this.#log.close();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Replication in one process against a real three-server JetStream cluster: a leader and a
+ * follower engine (each its own directory and NATS connection), the follower converging,
+ * refusing writes, promoting and fencing the old leader out.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DrawEngine, EngineError } from '../../dist/src/index.js';
+import type { DrawEngineOptions } from '../../dist/src/index.js';
+import { startCluster, type NatsCluster } from '../helpers/nats-cluster.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+let cluster: NatsCluster;
+let streams = 0;
+
+beforeAll(async () => {
+  cluster = await startCluster({ label: 'nats-basic' });
+}, 90_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+function group(): string {
+  return `basic${process.pid}x${streams++}`;
+}
+
+function opts(stream: string, dir: string, role: 'leader' | 'follower', extra: Partial<NonNullable<DrawEngineOptions['replication']>> = {}): DrawEngineOptions {
+  return {
+    dir,
+    shards: 2,
+    wal: 'file',
+    replication: { servers: cluster.urls, stream, role, leaseMs: 1000, timeoutMs: 4000, node: `${role}-${dir.slice(-12)}`, advertise: `http://${role}.example:8080`, ...extra },
+  };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return err instanceof EngineError ? err.code : String(err);
+  }
+}
+
+describe('replication on a three-server JetStream cluster', () => {
+  it('a follower applies the leader, refuses writes, promotes, and fences the old leader out', async () => {
+    const stream = group();
+    const leader = await DrawEngine.open(opts(stream, tmpDir('leader'), 'leader'));
+    const follower = await DrawEngine.open(opts(stream, tmpDir('follower'), 'follower'));
+    try {
+      expect(leader.role).toBe('leader');
+      expect(follower.role).toBe('follower');
+      await leader.createPool('p', [
+        { id: 'a', weight: 1, quantity: 1000 },
+        { id: 'b', weight: 3, quantity: -1 },
+      ]);
+      await leader.createPool('q', [{ id: 'x', weight: 1, quantity: 50 }]);
+      const acks = await Promise.all(Array.from({ length: 2000 }, (_, i) => leader.draw(i % 2 ? 'p' : 'q', i % 7 === 0 ? { idempotencyKey: `k${i}` } : undefined)));
+      const batch = await leader.drawMany('p', 10_000);
+      const maxAcked = Math.max(batch.firstRequestId + batch.count - 1, ...acks.map((a) => a.requestId));
+      const want = { p: await leader.pool('p'), q: await leader.pool('q') };
+
+      await until('follower to converge', async () => {
+        if (!follower.poolIds().includes('q')) return undefined;
+        const got = { p: await follower.pool('p'), q: await follower.pool('q') };
+        return JSON.stringify(got) === JSON.stringify(want) ? true : undefined;
+      });
+      const write = follower.draw('p');
+      await expect(write).rejects.toMatchObject({ code: 'ERR_NOT_LEADER', details: { address: 'http://leader.example:8080' } });
+      expect(follower.metrics().replication).toMatchObject({ role: 'follower', leaderAddress: 'http://leader.example:8080' });
+      // A keyed draw the leader acknowledged is known to the follower's key index.
+      await expect(code(follower.draw('q', { idempotencyKey: 'k0' }))).resolves.toBe('ERR_NOT_LEADER');
+
+      await follower.promote();
+      expect(follower.role).toBe('leader');
+      const after = await follower.draw('p');
+      expect(after.requestId).toBeGreaterThan(maxAcked);
+      // The same key on the new leader gives back the first outcome.
+      const again = await follower.draw('q', { idempotencyKey: 'k0' });
+      expect(again).toEqual(acks[0]);
+
+      // The old leader's next write is refused by the stream: it is deposed, and acknowledges nothing.
+      await expect(code(leader.draw('p'))).resolves.toBe('ERR_NOT_LEADER');
+      await until('old leader deposed', () => (leader.role === 'deposed' ? true : undefined));
+      await expect(code(leader.drawMany('p', 10))).resolves.toBe('ERR_NOT_LEADER');
+    } finally {
+      await Promise.allSettled([leader.close(), follower.close()]);
+    }
+  }, 60_000);
+});
