@@ -17,6 +17,8 @@ export interface DrawEngineEvents {
   snapshotError: [{ shard: number; error: unknown }];
   /** Replication: this node's role changed (or, on a follower, the leader did). */
   roleChange: [{ role: 'leader' | 'follower' | 'deposed'; term: number; leader: string | undefined; leaderAddress: string | undefined }];
+  /** Replication: something in the background failed (a lease renewal, an automatic promotion); it is retried. */
+  replicationError: [{ error: unknown }];
   /** close() has finished. */
   close: [];
 }

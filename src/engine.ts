@@ -14,7 +14,7 @@ import { fillOptions, type DrawEngineOptions, type FilledOptions } from './optio
 import { toPoolState, type PoolState } from './pool-state.js';
 import { kOpCreate, kOpState, kOpUpdate, type PoolStateReply } from './protocol.js';
 import type { RecoveryReport } from './recovery/recover.js';
-import { bootstrapFromLog } from './replication/bootstrap.js';
+import { reconcileWithLog } from './replication/bootstrap.js';
 import type { ReplicatedLog } from './replication/log.js';
 import { NatsLog } from './replication/nats-log.js';
 import { kMaxDrawMany, kShardWorkers, type DrawEngineEvents } from './engine-types.js';
@@ -60,7 +60,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     const log = opts.replication === undefined ? undefined : await NatsLog.connect(opts.replication);
     let prepared: PreparedDir | undefined;
     try {
-      prepared = await prepareDir(opts, log && (() => bootstrapFromLog(log, opts.dir!, opts.shards)));
+      prepared = await prepareDir(opts, log && ((state) => reconcileWithLog(log, opts.replication!.node, state, opts.shards)));
       const engine = new DrawEngine(opts, prepared, log);
       await engine.#set.start(prepared);
       return engine;

@@ -24,10 +24,10 @@ export interface PreparedDir {
  * Everything open() does before shards start, as named steps: lock the directory, recover it,
  * create each shard's first segment of the new run, write the snapshots that point at them
  * (new epoch, new layout), retire what they cover. Each step leaves a state the next open
- * recovers from, whatever moment a crash picks. `seed` gives the state an empty directory
- * starts from.
+ * recovers from, whatever moment a crash picks. `reconcile` may replace what was recovered
+ * (a replication group's snapshots, for shards the stream cannot bring up to date).
  */
-export async function prepareDir(opts: FilledOptions, seed?: () => Promise<RecoveredState | undefined>): Promise<PreparedDir> {
+export async function prepareDir(opts: FilledOptions, reconcile?: (state: RecoveredState) => Promise<RecoveredState>): Promise<PreparedDir> {
   if (opts.wal === 'none') {
     const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), marks: new Map(), report: emptyReport(undefined) };
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
@@ -45,12 +45,11 @@ export async function prepareDir(opts: FilledOptions, seed?: () => Promise<Recov
   const release = await acquireDirLock(dir);
   try {
     let state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts) });
-    // A directory that never held anything may start from elsewhere (a replication group's snapshots).
-    if (seed !== undefined && state.shardDirs.length === 0) state = (await seed()) ?? state;
+    if (reconcile !== undefined) state = await reconcile(state);
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
     const storage = realStorage;
-    createFirstSegments(storage, dir, state.epoch, baseSeqs, firstSegmentBytes(opts.segmentBytes));
+    createFirstSegments(storage, dir, state.epoch, baseSeqs, firstSegmentBytes(opts.segmentBytes), opts.replication !== undefined);
     writeBaseSnapshots(storage, dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId, state.marks);
     retireCoveredByBase(storage, dir, baseSeqs, state.shardDirs, opts.archive);
     return { state, poolsByShard, baseSeqs, release };

@@ -14,7 +14,7 @@ import { ShardClient } from './shard-client.js';
 import { SnapshotWriter } from './snapshot-writer.js';
 import { Supervisor } from './supervisor.js';
 
-export type ShardSetEvent = 'shardExit' | 'shardRestart' | 'snapshotError' | 'roleChange';
+export type ShardSetEvent = 'shardExit' | 'shardRestart' | 'snapshotError' | 'roleChange' | 'replicationError';
 
 /**
  * Everything the coordinator runs for a set of shards, wired together: one client per shard,
@@ -63,11 +63,12 @@ export class ShardSet {
     });
     if (log !== undefined && opts.replication !== undefined) {
       this.replication = new Replication(log, opts.replication, this.shards, state.marks, state.maxRequestId, {
-        learned: (_k, reply) => this.#learned(reply),
+        learned: (reply) => this.#learned(reply),
         raiseIds: (next) => {
           ids.next = Math.max(ids.next, next);
         },
         changed: (role, term) => this.#roleChanged(role, term),
+        error: (error) => emit('replicationError', { error }),
       });
     }
   }

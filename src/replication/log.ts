@@ -45,11 +45,19 @@ export interface LeaseEntry {
   revision: number;
 }
 
+export interface NodePosition {
+  node: string;
+  seqs: number[];
+  at: number;
+}
+
 export interface ReplicatedLog {
   /** Append to shard's subject if its last stream sequence is `expectLast` (0: empty). Rejects with LogError. */
   publish(shard: number, payload: Uint8Array, msgId: string, expectLast: number, timeoutMs: number): Promise<number>;
   /** The last message of shard's subject, or undefined when it has none. */
   last(shard: number): Promise<LogMessage | undefined>;
+  /** Shard's message at stream sequence `seq`, or undefined when the stream no longer holds it (trimmed). */
+  at(shard: number, seq: number): Promise<LogMessage | undefined>;
   /** Deliver shard's messages from stream sequence `from` on, in order, awaiting `onMessage` for each. */
   follow(shard: number, from: number, onMessage: (m: LogMessage) => Promise<void>): { stop(): Promise<void> };
   /** Drop shard's messages below stream sequence `keepFrom`. */
@@ -60,6 +68,11 @@ export interface ReplicatedLog {
   leasePut(value: LeaseValue, revision: number): Promise<number | undefined>;
   /** Called with every change of the lease (the current one first). */
   leaseWatch(onChange: (entry: LeaseEntry | undefined) => void): { stop(): void };
+
+  /** Record where `node` stands in each shard's subject (stream sequences, by shard). */
+  positionPut(node: string, seqs: number[]): Promise<void>;
+  /** Every node's last recorded position, with when the store took it (ms, by the store's clock). */
+  positions(): Promise<NodePosition[]>;
 
   snapshotPut(shard: number, data: Uint8Array): Promise<void>;
   snapshotGet(shard: number): Promise<Uint8Array | undefined>;

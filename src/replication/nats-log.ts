@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { EngineError, messageOf } from '../errors.js';
-import { LogError, type LeaseEntry, type LeaseValue, type LogMessage, type ReplicatedLog } from './log.js';
+import { LogError, type LeaseEntry, type LeaseValue, type LogMessage, type NodePosition, type ReplicatedLog } from './log.js';
 import type { FilledReplication } from './options.js';
 
 type Nats = typeof import('nats');
@@ -10,6 +11,8 @@ type KV = import('nats').KV;
 type ObjectStore = import('nats').ObjectStore;
 
 const kLeaseKey = 'leader';
+/** Keys of the nodes' positions in the lease bucket: `pos.<hash of the node name>`. */
+const kPositionPrefix = 'pos.';
 /** How long the stream remembers message ids: a retried publish within it is a duplicate. */
 const kDuplicateWindowMs = 120_000;
 
@@ -23,7 +26,8 @@ class FollowEnded {
 
 /**
  * The replicated log on NATS JetStream: a stream `<name>` with subjects `<name>.s.<shard>`
- * (R replicas, file storage), a key-value bucket `<name>_lease`, and an object store
+ * (R replicas, file storage), a key-value bucket `<name>_lease` (the lease, and each node's
+ * position in the stream), and an object store
  * `<name>_snap` for the shards' snapshots. Created when missing. The nats client is loaded
  * only here, when replication is configured.
  */
@@ -107,9 +111,18 @@ export class NatsLog implements ReplicatedLog {
   }
 
   async last(shard: number): Promise<LogMessage | undefined> {
+    return this.#get({ last_by_subj: this.#subject(shard) });
+  }
+
+  async at(shard: number, seq: number): Promise<LogMessage | undefined> {
+    const m = await this.#get({ seq });
+    return m?.subject === this.#subject(shard) ? m : undefined;
+  }
+
+  async #get(query: { seq: number } | { last_by_subj: string }): Promise<(LogMessage & { subject: string }) | undefined> {
     try {
-      const m = await this.#jsm.streams.getMessage(this.#stream, { last_by_subj: this.#subject(shard) });
-      return { seq: m.seq, payload: m.data, storedAt: m.time.getTime(), pending: 0, msgId: m.header?.get('Nats-Msg-Id') || undefined };
+      const m = await this.#jsm.streams.getMessage(this.#stream, query);
+      return { seq: m.seq, subject: m.subject, payload: m.data, storedAt: m.time.getTime(), pending: 0, msgId: m.header?.get('Nats-Msg-Id') || undefined };
     } catch (err) {
       if (/no message found|not found/i.test(messageOf(err))) return undefined;
       throw new LogError('unavailable', messageOf(err), { cause: err });
@@ -202,6 +215,24 @@ export class NatsLog implements ReplicatedLog {
         iter?.stop();
       },
     };
+  }
+
+  async positionPut(node: string, seqs: number[]): Promise<void> {
+    const key = `${kPositionPrefix}${createHash('sha256').update(node).digest('hex').slice(0, 32)}`;
+    await this.#kv.put(key, new TextEncoder().encode(JSON.stringify({ node, seqs })));
+  }
+
+  async positions(): Promise<NodePosition[]> {
+    const out: NodePosition[] = [];
+    const keys: string[] = [];
+    for await (const key of await this.#kv.keys(`${kPositionPrefix}>`)) keys.push(key);
+    for (const key of keys) {
+      const e = await this.#kv.get(key);
+      if (e === null || e.operation !== 'PUT') continue;
+      const v = e.json<{ node: string; seqs: number[] }>();
+      out.push({ node: v.node, seqs: v.seqs, at: e.created.getTime() });
+    }
+    return out;
   }
 
   async snapshotPut(shard: number, data: Uint8Array): Promise<void> {

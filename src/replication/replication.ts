@@ -1,43 +1,26 @@
 import { readFile } from 'node:fs/promises';
 import type { ShardClient } from '../coordinator/shard-client.js';
-import { EngineError, errorFromWire, messageOf } from '../errors.js';
+import { asEngineError, EngineError, messageOf } from '../errors.js';
 import type { AppliedReply, PublishRequest } from '../protocol.js';
 import type { StreamMark } from '../wal/format.js';
 import { LogError, type LeaseEntry, type LeaseValue, type ReplicatedLog } from './log.js';
 import { fenceMessage } from './message.js';
 import type { FilledReplication } from './options.js';
 import { publishGroup, type PublishContext } from './publisher.js';
+import { freshWindowMs, PositionReporter, trimPoint } from './positions.js';
+import { ShardStream } from './shard-stream.js';
 
 export type Role = 'leader' | 'follower' | 'deposed';
 
 export interface ReplicationHooks {
   /** A follower shard applied a message: route to the pools it created, index its keys. */
-  learned(shard: number, reply: AppliedReply): void;
+  learned(reply: AppliedReply): void;
   /** Request ids start at least here from now on. */
   raiseIds(next: number): void;
   /** The role changed (or the leader did). */
   changed(role: Role, term: number): void;
-}
-
-/** Where one shard stands: the last message its local WAL holds, and its publishing state. */
-interface ShardState {
-  mark: StreamMark | undefined;
-  maxRequestId: number;
-  /** Messages of the subject not yet applied (follower), as the consumer last saw. */
-  pending: number;
-  /** When the stream stored the last message applied. */
-  appliedStoredAt: number;
-  /** Leader: the stream sequence of the subject's last message. */
-  lastSeq: number;
-  /** Messages and bytes published (leader) or applied (follower). */
-  messages: number;
-  bytes: number;
-  follower: { stop(): Promise<void> } | undefined;
-  /** Leader: the mark of the snapshot last uploaded. */
-  uploaded: StreamMark | undefined;
-  waiters: { seq: number; resolve: () => void; reject: (err: unknown) => void }[];
-  /** Follower: the shard could not apply a message. */
-  failed: EngineError | undefined;
+  /** Something in the background failed (a lease renewal, an automatic promotion); it is retried. */
+  error(err: EngineError): void;
 }
 
 export interface ReplicationMetrics {
@@ -70,12 +53,17 @@ export class Replication {
   readonly #opts: FilledReplication;
   readonly #shards: readonly ShardClient[];
   readonly #hooks: ReplicationHooks;
-  readonly #state: ShardState[];
+  readonly #state: ShardStream[];
   readonly #publishing: PublishContext;
+  readonly #positions: PositionReporter;
   role: Role = 'follower';
   term = 0;
   #leader: LeaseValue | undefined;
   #leaseSeenAt = Date.now();
+  /** The lease revision this node saw last (0: none). */
+  #seenRevision = 0;
+  #checking = false;
+  #renewing = false;
   #revision = 0;
   #renew: NodeJS.Timeout | undefined;
   #watch: { stop(): void } | undefined;
@@ -88,7 +76,8 @@ export class Replication {
     this.#opts = opts;
     this.#shards = shards;
     this.#hooks = hooks;
-    this.#state = shards.map((_, k) => ({ mark: marks.get(k), maxRequestId, pending: 0, appliedStoredAt: 0, lastSeq: 0, messages: 0, bytes: 0, follower: undefined, uploaded: undefined, waiters: [], failed: undefined }));
+    this.#state = shards.map((s, k) => new ShardStream(s, log, marks.get(k), maxRequestId));
+    this.#positions = new PositionReporter(log, opts.node, () => this.#seqs());
     this.#publishing = {
       log,
       timeoutMs: opts.timeoutMs,
@@ -106,7 +95,8 @@ export class Replication {
       });
     }
     this.#watch = this.#log.leaseWatch((entry) => this.#onLease(entry));
-    for (let k = 0; k < this.#shards.length; k++) this.#follow(k);
+    this.#positions.start();
+    for (const st of this.#state) st.follow((reply) => this.#hooks.learned(reply));
     if (this.#opts.role === 'leader') {
       await this.#takeover(false);
     } else {
@@ -115,52 +105,16 @@ export class Replication {
     }
   }
 
-  // ---- following ----
-
-  #follow(k: number): void {
-    const st = this.#state[k]!;
-    st.follower = this.#log.follow(k, (st.mark?.streamSeq ?? 0) + 1, async (m) => {
-      if (this.#closed) return;
-      const reply = await this.#shards[k]!.replicate(m.payload, m.seq);
-      if (reply.error !== null) {
-        // The shard failed (fail-stop): it applies nothing more, and cannot lead.
-        const err = errorFromWire(reply.error);
-        st.failed = err;
-        for (const w of st.waiters.splice(0)) w.reject(err);
-        throw err;
-      }
-      if (!reply.duplicate) {
-        st.mark = { term: reply.term, groupSeq: reply.msgSeq, streamSeq: m.seq };
-        this.#hooks.learned(k, reply);
-      }
-      st.maxRequestId = Math.max(st.maxRequestId, reply.maxRequestId);
-      st.messages++;
-      st.bytes += m.payload.byteLength;
-      st.pending = m.pending;
-      st.appliedStoredAt = m.storedAt;
-      if (st.waiters.length === 0) return;
-      const done = st.waiters.filter((w) => w.seq <= m.seq);
-      st.waiters = st.waiters.filter((w) => w.seq > m.seq);
-      for (const w of done) w.resolve();
-    });
-  }
-
-  /** Resolves once shard k applied the message at stream sequence `seq` (0: at once). */
-  #applied(k: number, seq: number): Promise<void> {
-    const st = this.#state[k]!;
-    if (st.failed) return Promise.reject(st.failed);
-    if (seq === 0 || (st.mark?.streamSeq ?? 0) >= seq) return Promise.resolve();
-    return new Promise((resolve, reject) => st.waiters.push({ seq, resolve, reject }));
-  }
-
   // ---- the lease ----
 
   #onLease(entry: LeaseEntry | undefined): void {
     this.#leaseSeenAt = Date.now();
+    this.#seenRevision = entry?.revision ?? 0;
     const before = this.#leader;
     this.#leader = entry?.value;
     if (entry === undefined) return;
-    if (this.role === 'follower' && (before?.node !== entry.value.node || before?.term !== entry.value.term)) {
+    const other = entry.value.node !== this.#opts.node;
+    if (this.role === 'follower' && other && (before?.node !== entry.value.node || before?.term !== entry.value.term)) {
       this.term = entry.value.term;
       this.#hooks.changed('follower', this.term);
     }
@@ -169,36 +123,68 @@ export class Replication {
     }
   }
 
+  /**
+   * autoPromote: once the lease has gone leaseMs without a change this node saw, read it again
+   * (a watch may have missed renewals) and take over only from that very revision.
+   */
   #checkExpiry(): void {
-    if (this.#closed || this.role !== 'follower' || !this.#opts.autoPromote || this.#promoting) return;
-    if (Date.now() - this.#leaseSeenAt > this.#opts.leaseMs) void this.promote().catch(() => {});
+    if (this.#closed || this.role !== 'follower' || !this.#opts.autoPromote || this.#promoting || this.#checking) return;
+    if (Date.now() - this.#leaseSeenAt <= this.#opts.leaseMs) return;
+    this.#checking = true;
+    void (async () => {
+      const now = await this.#log.leaseGet();
+      if (now !== undefined && now.revision !== this.#seenRevision) {
+        this.#onLease(now);
+        return;
+      }
+      await this.#promote(now ?? null);
+    })()
+      // No quorum, or another node was quicker: look again at the next tick.
+      .catch((err: unknown) => this.#hooks.error(asEngineError(err, 'ERR_REPLICATION_UNAVAILABLE', 'automatic promotion failed')))
+      .finally(() => (this.#checking = false));
   }
 
   /** A follower takes over now, whoever holds the lease. */
   promote(): Promise<void> {
+    return this.#promote(undefined);
+  }
+
+  #promote(expired: LeaseEntry | null | undefined): Promise<void> {
     if (this.role === 'leader') return Promise.resolve();
     if (this.role === 'deposed') return Promise.reject(new EngineError('ERR_NOT_LEADER', 'this engine was deposed: reopen it as a follower'));
-    this.#promoting ??= this.#takeover(true).finally(() => (this.#promoting = undefined));
+    this.#promoting ??= this.#takeover(true, expired).finally(() => (this.#promoting = undefined));
     return this.#promoting;
   }
 
   /**
    * Take the lease (a new term), fence every shard's subject with a message the old leader's
    * next publish cannot follow, having applied everything before it, and lead. Without `force`,
-   * a lease another node renews keeps this one a follower (ERR_NOT_LEADER).
+   * a lease another node renews keeps this one a follower (ERR_NOT_LEADER). With `expired`
+   * (the entry autoPromote found unrenewed), only that revision is replaced.
    */
-  async #takeover(force: boolean): Promise<void> {
-    for (;;) {
-      const entry = await this.#log.leaseGet();
-      if (!force && entry !== undefined && entry.value.node !== this.#opts.node) await this.#waitExpiry(entry);
-      const current = force ? await this.#log.leaseGet() : entry;
-      const term = (current?.value.term ?? 0) + 1;
-      const value: LeaseValue = { node: this.#opts.node, term, advertise: this.#opts.advertise, shards: this.#shards.length };
-      const rev = await this.#log.leasePut(value, current?.revision ?? 0);
-      if (rev === undefined) continue; // someone wrote the lease meanwhile: look again
-      this.#revision = rev;
-      this.term = term;
-      break;
+  async #takeover(force: boolean, expired?: LeaseEntry | null): Promise<void> {
+    try {
+      for (;;) {
+        let current = expired === undefined ? await this.#log.leaseGet() : (expired ?? undefined);
+        if (!force && current !== undefined && current.value.node !== this.#opts.node) {
+          await this.#waitExpiry(current);
+        } else if (force && expired === undefined) {
+          current = await this.#log.leaseGet();
+        }
+        const term = (current?.value.term ?? 0) + 1;
+        const value: LeaseValue = { node: this.#opts.node, term, advertise: this.#opts.advertise, shards: this.#shards.length };
+        const rev = await this.#log.leasePut(value, current?.revision ?? 0);
+        if (rev === undefined) {
+          if (expired !== undefined) throw new EngineError('ERR_NOT_LEADER', 'the lease changed while this node was taking over');
+          continue; // someone wrote the lease meanwhile: look again
+        }
+        this.#revision = rev;
+        this.term = term;
+        break;
+      }
+    } catch (err) {
+      if (err instanceof EngineError) throw err;
+      throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `cannot take the lease of replication group ${this.#opts.stream}: ${messageOf(err)}`, { cause: err });
     }
     clearInterval(this.#expiry);
     await Promise.all(this.#shards.map((_, k) => this.#fence(k)));
@@ -224,7 +210,7 @@ export class Replication {
     const st = this.#state[k]!;
     for (;;) {
       const last = await this.#log.last(k);
-      await this.#applied(k, last?.seq ?? 0);
+      await st.applied(last?.seq ?? 0);
       const msgSeq = (st.mark?.groupSeq ?? 0) + 1;
       const fence = fenceMessage(this.term, k, msgSeq);
       let seq: number;
@@ -234,9 +220,8 @@ export class Replication {
         if (err instanceof LogError && err.kind === 'refused') continue; // a message came in meanwhile
         throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `cannot fence shard ${k}'s stream: ${messageOf(err)}`, { cause: err });
       }
-      await this.#applied(k, seq);
-      await st.follower?.stop();
-      st.follower = undefined;
+      await st.applied(seq);
+      await st.stopFollowing();
       st.lastSeq = seq;
       await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes);
       return;
@@ -244,13 +229,17 @@ export class Replication {
   }
 
   async #renewLease(): Promise<void> {
-    if (this.role !== 'leader' || this.#closed) return;
+    if (this.role !== 'leader' || this.#closed || this.#renewing) return;
+    this.#renewing = true;
     try {
       const rev = await this.#log.leasePut({ node: this.#opts.node, term: this.term, advertise: this.#opts.advertise, shards: this.#shards.length }, this.#revision);
       if (rev === undefined) this.#depose(new EngineError('ERR_NOT_LEADER', 'another node took the lease'));
       else this.#revision = rev;
-    } catch {
+    } catch (err) {
       // No quorum: the next renewal tries again; the fence keeps a new leader safe meanwhile.
+      this.#hooks.error(asEngineError(err, 'ERR_REPLICATION_UNAVAILABLE', 'lease renewal failed'));
+    } finally {
+      this.#renewing = false;
     }
   }
 
@@ -277,7 +266,8 @@ export class Replication {
 
   /**
    * A leader's full snapshot of shard k is on disk: upload it, then trim the subject behind the
-   * snapshot uploaded before it (a follower up to one snapshot behind keeps its tail).
+   * snapshot uploaded before it, and behind every live node's position (a node that was away
+   * longer starts from the uploaded snapshot when it comes back).
    */
   async snapshotWritten(k: number, mark: StreamMark, path: string): Promise<void> {
     if (this.role !== 'leader' || this.#closed) return;
@@ -285,7 +275,9 @@ export class Replication {
     await this.#log.snapshotPut(k, await readFile(path));
     const previous = st.uploaded;
     st.uploaded = mark;
-    if (previous !== undefined) await this.#log.trim(k, previous.streamSeq + 1);
+    if (previous === undefined) return;
+    const point = await trimPoint(this.#log, this.#opts.node, this.#seqs(), k, previous.streamSeq + 1, freshWindowMs(this.#opts.leaseMs));
+    if (point > 1) await this.#log.trim(k, point);
   }
 
   #depose(err: EngineError): void {
@@ -294,6 +286,11 @@ export class Replication {
     clearInterval(this.#renew);
     for (const s of this.#shards) s.depose(err);
     this.#hooks.changed('deposed', this.term);
+  }
+
+  /** Each shard's position: the stream sequence of the last message its WAL holds. */
+  #seqs(): number[] {
+    return this.#state.map((s) => s.mark?.streamSeq ?? 0);
   }
 
   metrics(): ReplicationMetrics {
@@ -312,17 +309,13 @@ export class Replication {
     };
   }
 
-  /** The current leader's address, for a follower's ERR_NOT_LEADER. */
-  get leaderAddress(): string | undefined {
-    return this.#leader?.advertise;
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#renew);
     clearInterval(this.#expiry);
+    this.#positions.stop();
     this.#watch?.stop();
-    await Promise.all(this.#state.map((s) => s.follower?.stop()));
+    await Promise.all(this.#state.map((s) => s.stopFollowing()));
     await this.#log.close();
   }
 }

@@ -286,8 +286,12 @@ export class ShardCore {
     if (this.#failure) throw this.#failure;
     const msgSeq = readMsgHeader(payload).msgSeq;
     if (this.#mark !== undefined && msgSeq <= this.#mark.groupSeq) return undefined;
-    if (this.#mark !== undefined && msgSeq !== this.#mark.groupSeq + 1) {
-      throw new EngineError('ERR_CORRUPT_WAL', `replication: shard ${this.config.shard} expected message ${this.#mark.groupSeq + 1}, got ${msgSeq}`);
+    const expected = (this.#mark?.groupSeq ?? 0) + 1;
+    if (msgSeq !== expected) {
+      // Messages this shard needs are gone from the stream (trimmed behind a snapshot).
+      throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `replication: shard ${this.config.shard} needs message ${expected}, the stream continues at ${msgSeq}: reopen this node to start from the group's snapshot`, {
+        details: { shard: this.config.shard, expected, got: msgSeq },
+      });
     }
     let applied: ReplicaApplied;
     try {

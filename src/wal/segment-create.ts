@@ -59,11 +59,11 @@ export function createSegment(storage: Storage, path: string, bytes: number, hea
  * points at it: a snapshot at seq S then always has its segment S on disk, so a missing one is
  * damage. The shard adopts the file when it starts.
  */
-export function createFirstSegments(storage: Storage, dir: string, epoch: number, seqs: readonly number[], bytes: number): void {
+export function createFirstSegments(storage: Storage, dir: string, epoch: number, seqs: readonly number[], bytes: number, replicated = false): void {
   seqs.forEach((seq, shard) => {
     makeDir(storage, shardDirPath(dir, shard));
     const path = segmentPath(dir, shard, seq);
-    if (!storage.exists(path)) createSegment(storage, path, bytes, newSegmentHeader(shard, seq, epoch, bytes));
+    if (!storage.exists(path)) createSegment(storage, path, bytes, newSegmentHeader(shard, seq, epoch, bytes, replicated));
   });
   try {
     storage.syncDir(dir);
