@@ -102,4 +102,56 @@ describe('failover under load (sync: replicated)', () => {
     );
     await Promise.all([leader.request('close'), follower.request('close')]);
   }, 300_000);
+
+  it('split brain: the leader frozen with SIGSTOP past its lease, the follower promotes; resumed with SIGCONT, the old leader is refused by the stream and every draw it acknowledged is in the new leader\'s state', async () => {
+    const stream = groupName('sb');
+    const leaseMs = 1000;
+    const cfg = (slot: number, role: 'leader' | 'follower'): NodeConfig => ({
+      dir: tmpDir(`sb${slot}`),
+      stream,
+      servers: cluster.urls,
+      role,
+      autoPromote: role === 'follower',
+      node: `sb${slot}`,
+      ackFile: join(tmpDir(`sb-acks${slot}`), 'acks.bin'),
+      leaseMs,
+      timeoutMs: 4000,
+      inflight: 2000,
+      load: true,
+    });
+    const old = await start(cfg(0, 'leader'));
+    const next = await start(cfg(1, 'follower'));
+    await until("the leader's acknowledgements", () => (ackCount(old.cfg.ackFile) >= 3000 ? true : undefined), 60_000);
+    old.signal('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 200)); // a write(2) under way when it stopped has landed
+    const atStop = ackCount(old.cfg.ackFile);
+    await next.waitRole('leader', 30_000);
+    await until("the new leader's acknowledgements", () => (ackCount(next.cfg.ackFile) >= 2000 ? true : undefined), 30_000);
+    const frozenMs = 2.5 * leaseMs;
+    await new Promise((r) => setTimeout(r, frozenMs));
+    old.signal('SIGCONT');
+    await old.waitRole('deposed', 30_000);
+    await old.waitEvent((e) => e.type === 'error' && e.code === 'ERR_NOT_LEADER', 30_000, 'an ERR_NOT_LEADER rejection');
+    await new Promise((r) => setTimeout(r, 1000)); // the old leader keeps calling: all refused
+    await next.request('load', { on: false });
+    await old.request('load', { on: false });
+
+    const oldAcks = readAcks(old.cfg.ackFile);
+    const late = tally([oldAcks], atStop);
+    const newAcks = tally([readAcks(next.cfg.ackFile)]);
+    const acked = tally([oldAcks, readAcks(next.cfg.ackFile)]);
+    const { states, metrics } = await next.states();
+    expectContains(states, acked, 'split brain');
+    // What the old leader acknowledged after it resumed was stored before the fence: below every id of the new leader.
+    if (late.records > 0) expect(late.maxRequestId).toBeLessThan(newAcks.minRequestId);
+    expect(late.draws, 'at most the groups in flight when it froze').toBeLessThanOrEqual(2000 * 100);
+    // A deposed leader serves no reads either: its memory may hold draws the stream refused.
+    await expect(old.states()).rejects.toMatchObject({ code: 'ERR_NOT_LEADER' });
+    console.log(
+      `[split-brain] frozen ${frozenMs} ms (leaseMs ${leaseMs}); old leader: ${atStop} acknowledgements before SIGSTOP, ${late.records} after SIGCONT (all stored before the fence), then ERR_NOT_LEADER; ` +
+        `new leader term ${metrics.replication.term}: ${newAcks.draws} draws, ids from ${newAcks.minRequestId} (old leader's highest ${tally([oldAcks]).maxRequestId})`,
+    );
+    await Promise.all([old.request('close'), next.request('close')]);
+  }, 180_000);
 });
+

@@ -97,4 +97,47 @@ describe('replication on a three-server JetStream cluster', () => {
       await Promise.allSettled([leader.close(), follower.close()]);
     }
   }, 60_000);
+
+  it('snapshots go to the object store and trim the stream; a new follower from an empty directory starts from them and converges', async () => {
+    const stream = group();
+    const leader = await DrawEngine.open({ ...opts(stream, tmpDir('trim-leader'), 'leader'), snapshotEveryRecords: 0 });
+    let follower: DrawEngine | undefined;
+    try {
+      await leader.createPool('p', [
+        { id: 'a', weight: 1, quantity: 100_000 },
+        { id: 'b', weight: 2, quantity: -1 },
+      ]);
+      await leader.createPool('q', [{ id: 'x', weight: 1, quantity: -1 }]);
+      for (let round = 0; round < 3; round++) {
+        await Promise.all(Array.from({ length: 3000 }, (_, i) => leader.draw(i % 3 ? 'p' : 'q', i % 10 === 0 ? { idempotencyKey: `r${round}k${i}` } : undefined)));
+        await leader.drawMany('p', 5000);
+        await leader.snapshot(); // the second and third trim behind the one before
+      }
+      await Promise.all(Array.from({ length: 1000 }, () => leader.draw('p'))); // a tail after the last snapshot
+      const nc = await cluster.connect();
+      const jsm = await nc.jetstreamManager();
+      const info = await jsm.streams.info(stream);
+      expect(info.state.first_seq, 'the stream was trimmed').toBeGreaterThan(1);
+      const os = await nc.jetstream().views.os(`${stream}_snap`);
+      const objects: string[] = [];
+      for await (const o of await os.list()) objects.push(o.name);
+      expect(objects.sort()).toEqual(['shard-0', 'shard-1']);
+
+      follower = await DrawEngine.open(opts(stream, tmpDir('trim-follower'), 'follower'));
+      expect(follower.recovery.snapshotsLoaded, 'started from the uploaded snapshots').toBe(2);
+      expect(follower.recovery.pools).toBe(2);
+      const want = { p: await leader.pool('p'), q: await leader.pool('q') };
+      await until('the new follower to converge', async () => {
+        const got = { p: await follower!.pool('p'), q: await follower!.pool('q') };
+        return JSON.stringify(got) === JSON.stringify(want) ? true : undefined;
+      });
+      // Idempotency keys came with the snapshot: the key index refuses one reused on another pool.
+      await follower.promote();
+      await expect(follower.draw('p', { idempotencyKey: 'r0k0' })).rejects.toMatchObject({ code: 'ERR_IDEMPOTENCY_MISMATCH' });
+      expect(follower.metrics().replication).toMatchObject({ role: 'leader', lagMessages: 0 });
+    } finally {
+      await Promise.allSettled([leader.close(), follower?.close()]);
+    }
+  }, 60_000);
 });
+
