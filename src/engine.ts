@@ -125,18 +125,15 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
 
   /**
    * A follower takes over: it fences the old leader out of the stream, applies everything the
-   * stream holds and starts accepting writes. Resolves at once on a leader. Rejects with
-   * ERR_INVALID_CONFIG without replication, ERR_NOT_LEADER on a deposed engine, and
+   * stream holds and starts accepting writes. Resolves at once on a leader (and without
+   * replication). Rejects with ERR_NOT_LEADER on a deposed engine and
    * ERR_REPLICATION_UNAVAILABLE when the stream cannot be reached.
    */
   promote(): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('promote'));
     if (this.#closed) return Promise.reject(engineClosed());
-    const replication = this.#set.replication;
-    if (replication === undefined) {
-      return Promise.reject(new EngineError('ERR_INVALID_CONFIG', 'promote() needs options.replication: this engine does not replicate', { details: { option: 'replication', value: undefined } }));
-    }
-    return replication.promote();
+    // Without replication the engine takes writes already: nothing to do.
+    return this.#set.replication?.promote() ?? Promise.resolve();
   }
 
   /** Create a pool; it is logged before the promise resolves. */

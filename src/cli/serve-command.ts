@@ -5,12 +5,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DrawEngine } from '../engine.js';
 import { EngineError, messageOf } from '../errors.js';
 import { kServeFlags, loadServeConfig, type ServeConfig } from '../server/config.js';
 import { createServer } from '../server/create-server.js';
 import { createGrpcServer, type GrpcServer } from '../server/grpc/index.js';
 import { describe, exitCodeFor, kExitFailure, kExitOk, kExitUsage } from './exit-codes.js';
+import { ServeEngine } from './serve-engine.js';
 
 function usage(): string {
   const width = Math.max(...kServeFlags.map(([name, kind]) => name.length + (kind === 'boolean' ? 0 : 4)));
@@ -65,14 +65,13 @@ export async function run(argv: string[]): Promise<number> {
     return kExitUsage;
   }
 
-  let engine: DrawEngine;
+  let engine: ServeEngine;
   try {
-    engine = await DrawEngine.open(config.engine);
+    engine = await ServeEngine.open(config.engine, (line) => process.stderr.write(`reward-pool-engine serve: ${line}\n`));
   } catch (err) {
     process.stderr.write(`reward-pool-engine serve: cannot open the engine: ${describe(err)}\n`);
     return exitCodeFor(err);
   }
-  engine.on('shardExit', ({ shard, error }: { shard: number; error: unknown }) => process.stderr.write(`reward-pool-engine serve: shard ${shard} exited: ${describe(error)}\n`));
 
   const app = createServer(engine, {
     auth: { keys: config.auth.keys },

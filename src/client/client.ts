@@ -14,7 +14,6 @@
  * need a round trip); a draw whose connection failed after all retries rejects with
  * ERR_SERVICE_UNAVAILABLE; idempotency keys must be visible ASCII (they travel in a header).
  */
-import { Pool } from 'undici';
 import { checkPoolId, isValidId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from '../catalog.js';
 // The module the main entry re-exports: batches from here are `instanceof DrawBatch` for
 // `import { DrawBatch } from 'reward-pool-engine'`, without loading the engine itself.
@@ -24,12 +23,16 @@ import { EngineError, show } from '../errors.js';
 import type { DrawResult, EngineMetrics, PoolState } from '../index.js';
 import { isWireIdempotencyKey, kMaxDrawCount } from '../wire.js';
 import { DrawCoalescer, newIdempotencyKey } from './coalescer.js';
+import { Endpoints } from './endpoints.js';
 import { send, type HttpDeps, type HttpRequest } from './http.js';
 import { parseDrawResult, parseDrawsResponse, parseMetrics, parsePoolIds, parsePoolState, type DrawsResponse } from './wire-types.js';
 
 export interface RewardPoolClientOptions {
-  /** Base URL of the service, e.g. `http://127.0.0.1:8080` (a path prefix is kept). */
-  url: string;
+  /**
+   * Base URL of the service, e.g. `http://127.0.0.1:8080` (a path prefix is kept), or the URLs
+   * of a replication group's nodes: requests go to the leader (followers name it).
+   */
+  url: string | string[];
   /** Bearer token of an API key. Default: none (a server without keys). */
   token?: string;
   /** Connections to the server. Default: `16`. */
@@ -44,6 +47,8 @@ export interface RewardPoolClientOptions {
   maxCoalesce?: number;
   /** TLS: a CA to trust (PEM), e.g. for a self-signed server certificate. Default: the system's. */
   ca?: string | Buffer;
+  /** With several URLs: how long a request refused with ERR_NOT_LEADER looks for the leader (ms). Default: `15_000`. */
+  failoverTimeoutMs?: number;
 }
 
 /** Options of draw() and drawMany(), as the embedded engine takes them. */
@@ -72,7 +77,7 @@ function option(name: string, value: unknown, min: number, max: number, fallback
 const path = (poolId: string): string => `/v1/pools/${encodeURIComponent(poolId)}`;
 
 export class RewardPoolClient {
-  readonly #pool: Pool;
+  readonly #endpoints: Endpoints;
   readonly #http: HttpDeps;
   readonly #coalescer: DrawCoalescer;
   #closing: Promise<void> | undefined;
@@ -81,21 +86,15 @@ export class RewardPoolClient {
 
   constructor(options: RewardPoolClientOptions) {
     if (typeof options !== 'object' || options === null) throw new EngineError('ERR_INVALID_CONFIG', `options must be an object, got ${show(options)}`);
-    let url: URL;
-    try {
-      url = new URL(options.url);
-    } catch {
-      throw new EngineError('ERR_INVALID_CONFIG', `options.url must be an http(s) URL, got ${show(options.url)}`, { details: { option: 'url' } });
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new EngineError('ERR_INVALID_CONFIG', `options.url must be an http(s) URL, got ${show(options.url)}`);
     if (options.token !== undefined && (typeof options.token !== 'string' || !/^[\x21-\x7e]+$/.test(options.token))) {
       throw new EngineError('ERR_INVALID_CONFIG', 'options.token must be a string of visible ASCII characters', { details: { option: 'token' } });
     }
     const connections = option('connections', options.connections, 1, 1024, 16);
-    this.#pool = new Pool(url.origin, { connections, pipelining: 1, ...(options.ca === undefined ? {} : { connect: { ca: options.ca } }) });
+    const failoverMs = option('failoverTimeoutMs', options.failoverTimeoutMs, 0, 600_000, 15_000);
+    this.#endpoints = new Endpoints(options.url, { connections, ca: options.ca });
     this.#http = {
-      pool: this.#pool,
-      basePath: url.pathname.replace(/\/+$/, ''),
+      endpoints: this.#endpoints,
+      failoverMs,
       authorization: options.token === undefined ? undefined : `Bearer ${options.token}`,
       retry: {
         retries: option('retries', options.retries, 0, 100, 5),
@@ -238,7 +237,7 @@ export class RewardPoolClient {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#coalescer.drain();
-      await this.#pool.close();
+      await this.#endpoints.close();
     })();
     return this.#closing;
   }

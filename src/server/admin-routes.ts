@@ -1,6 +1,6 @@
 /**
- * Changing pools and snapshots (scope `admin`): POST /v1/pools, PATCH
- * /v1/pools/:pool/items/:item, POST /v1/snapshot.
+ * Changing pools, snapshots and leadership (scope `admin`): POST /v1/pools, PATCH
+ * /v1/pools/:pool/items/:item, POST /v1/snapshot, POST /v1/promote.
  */
 import type { FastifyPluginCallback } from 'fastify';
 import { kMaxTotalWeight, type ItemPatch, type ItemSpec } from '../catalog.js';
@@ -66,6 +66,16 @@ const snapshotSchema = {
   },
 } as const;
 
+const promoteSchema = {
+  summary: 'Replication: make this follower the leader (it fences the old one out of the stream); 200 once it takes writes',
+  tags: ['admin'],
+  body: emptyBodySchema,
+  response: {
+    200: { type: 'object', required: ['status', 'role'], properties: { status: { type: 'string', enum: ['ok'] }, role: { type: 'string' }, term: { type: 'integer' } } },
+    ...protectedProblems(413),
+  },
+} as const;
+
 export const adminRoutes: FastifyPluginCallback<{ ctx: ServiceContext }> = (app, { ctx }, done) => {
   const { engine } = ctx;
 
@@ -93,6 +103,12 @@ export const adminRoutes: FastifyPluginCallback<{ ctx: ServiceContext }> = (app,
   app.post('/v1/snapshot', { schema: snapshotSchema, config: { scope: 'admin' }, preValidation: bodyOrEmpty }, async () => {
     await engine.snapshot();
     return { status: 'ok' as const };
+  });
+
+  app.post('/v1/promote', { schema: promoteSchema, config: { scope: 'admin' }, preValidation: bodyOrEmpty }, async () => {
+    await engine.promote?.();
+    const r = engine.metrics().replication;
+    return { status: 'ok' as const, role: r?.role ?? 'leader', term: r?.term };
   });
   done();
 };

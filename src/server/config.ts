@@ -32,7 +32,7 @@ export interface ServeConfig {
   grpc: { host: string; port: number; defaultPool: string | undefined } | undefined;
 }
 
-type Kind = 'string' | 'int' | 'boolean';
+type Kind = 'string' | 'int' | 'boolean' | 'list';
 
 /** Every flag of `serve`: [name, kind, where it goes, help]. The help text is built from this. */
 export const kServeFlags: [string, Kind, string, string][] = [
@@ -61,6 +61,14 @@ export const kServeFlags: [string, Kind, string, string][] = [
   ['grpc-port', 'int', 'grpc.port', 'also serve the Go service\'s gRPC RewardPoolService on this port [off]'],
   ['grpc-host', 'string', 'grpc.host', 'address of the gRPC endpoint [the HTTP host]'],
   ['grpc-default-pool', 'string', 'grpc.defaultPool', 'pool of gRPC requests that name none (Go clients never do) [none]'],
+  ['nats', 'list', 'replication.servers', 'replicate to NATS JetStream at these comma-separated URLs (sync becomes replicated) [off]'],
+  ['stream', 'string', 'replication.stream', 'the replication group: its stream, lease and snapshot store'],
+  ['role', 'string', 'replication.role', "leader | follower ['leader']"],
+  ['auto-promote', 'boolean', 'replication.autoPromote', 'a follower takes over when the lease expires'],
+  ['lease-ms', 'int', 'replication.leaseMs', 'lease a leader renews and a follower waits out [3000]'],
+  ['advertise', 'string', 'replication.advertise', "this node's URL for clients, published with the lease [this server's URL when its host and port are fixed]"],
+  ['node', 'string', 'replication.node', "this node's name in the group [<hostname>:<dir>]"],
+  ['replication-timeout-ms', 'int', 'replication.timeoutMs', 'longest wait for the stream before ERR_REPLICATION_UNAVAILABLE [5000]'],
 ];
 
 const kLogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -83,6 +91,7 @@ function readJson(file: string): Record<string, unknown> {
 function flagValue(name: string, kind: Kind, raw: string | boolean): unknown {
   if (kind === 'boolean') return raw === true;
   if (kind === 'string') return raw;
+  if (kind === 'list') return String(raw).split(',').map((v) => v.trim()).filter((v) => v.length > 0);
   const n = Number(raw);
   if (raw === '' || !Number.isSafeInteger(n)) invalid(`--${name}`, 'must be an integer', raw);
   return n;
@@ -109,6 +118,8 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
     limits: section('limits', ['bodyBytes', 'maxDrawCount', 'maxItems']),
     server: section('server', ['retryAfterSeconds', 'shutdownTimeoutMs', 'logLevel']),
     grpc: section('grpc', ['host', 'port', 'defaultPool']),
+    // Flags only; the file sets these as config.engine.replication.
+    replication: {},
   };
   // Paths from the file are relative to the file.
   for (const [part, key] of [['engine', 'dir'], ['tls', 'cert'], ['tls', 'key']] as const) {
@@ -124,6 +135,11 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
   }
 
   const engine = parts.engine as DrawEngineOptions;
+  if (Object.keys(parts.replication!).length > 0) {
+    const fromFile = engine.replication;
+    if (fromFile !== undefined && (typeof fromFile !== 'object' || fromFile === null)) invalid('config.engine.replication', 'must be an object', fromFile);
+    engine.replication = { ...(fromFile ?? {}), ...parts.replication } as DrawEngineOptions['replication'];
+  }
   if (engine.dir === undefined && engine.wal !== 'none') invalid('a data directory', 'is required: --dir or config.engine.dir (or --wal none for an in-memory engine)', engine.dir);
   try {
     fillOptions(engine);
@@ -157,6 +173,11 @@ export function loadServeConfig(flags: Record<string, string | boolean | undefin
     grpc = { host: gHost, port: checkInt('config.grpc.port', g.port, 0, 65_535), defaultPool: g.defaultPool as string | undefined };
   } else if (g.host !== undefined || g.defaultPool !== undefined) {
     invalid('config.grpc.port', 'is required to serve gRPC (host and defaultPool alone do nothing)', g.port);
+  }
+  const r = engine.replication;
+  if (r !== undefined && r.advertise === undefined && port !== 0 && host !== '0.0.0.0' && host !== '::') {
+    // Where clients reach this node, for followers to name in ERR_NOT_LEADER.
+    engine.replication = { ...r, advertise: `${t.cert === undefined ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${port}` };
   }
   return {
     grpc,

@@ -24,6 +24,8 @@ export interface ServedEngine {
   poolIds(): string[];
   snapshot(): Promise<void>;
   metrics(): EngineMetrics;
+  /** Replication: a follower takes over (POST /v1/promote). */
+  promote?(): Promise<void>;
   close(): Promise<void>;
   once(event: 'close', listener: () => void): unknown;
 }

@@ -25,6 +25,7 @@ const kProtected: Record<string, string> = {
   'POST /v1/pools/{pool}/draws': 'draw',
   'PATCH /v1/pools/{pool}/items/{item}': 'admin',
   'POST /v1/snapshot': 'admin',
+  'POST /v1/promote': 'admin',
   'GET /v1/stats': 'read',
 };
 const kPublic = ['GET /healthz', 'GET /readyz', 'GET /openapi.json', 'GET /', 'GET /dashboard/{file}'];

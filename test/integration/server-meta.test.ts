@@ -84,7 +84,7 @@ describe('/openapi.json', () => {
     const doc = res.json() as { openapi: string; paths: Record<string, Record<string, any>>; components: any };
     expect(doc.openapi).toBe('3.1.0');
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${p}`));
-    expect(known.length).toBe(14);
+    expect(known.length).toBe(15);
     expect(documented.sort()).toEqual(known.sort());
     const draws = doc.paths['/v1/pools/{pool}/draws']!.post;
     expect(draws.requestBody.content['application/json'].schema.properties.count).toEqual({ type: 'integer', minimum: 1, maximum: 16_777_216 });
