@@ -1,7 +1,7 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { EngineError } from '../errors.js';
 import type { ChainLoad, LoadedSnapshot } from '../snapshot/chain.js';
-import { isSealed, kSealRotated } from '../wal/format.js';
+import { isSealed, kSealClosed, kSealRotated } from '../wal/format.js';
 import type { SegmentPeek } from '../wal/segment-peek.js';
 import { segmentFileName, shardDirName, snapshotFileName } from '../storage/data-dir.js';
 import type { DecodeTask } from './decode-segment.js';
@@ -90,6 +90,11 @@ export interface ReplayPlan {
   unwritten: string[];
 }
 
+/** Snapshots passed over, with why, for a message. */
+function passedOver(fallbacks: { file: string; reason: string }[]): string {
+  return fallbacks.map((f) => `${f.file}: ${f.reason}`).join('; ');
+}
+
 function corruptWal(file: string, reason: string): EngineError {
   return new EngineError('ERR_CORRUPT_WAL', `${file} at offset 0: ${reason}`, { details: { file, offset: 0, reason } });
 }
@@ -126,18 +131,22 @@ export function planReplay(
     } else {
       from = segments[0] ?? 1;
       if (from > 1) {
+        const mine = choice.fallbacks.filter((f) => dirname(f.file) === shardDir);
         throw new EngineError(
           'ERR_CORRUPT_SNAPSHOT',
-          `${shardDir}: no valid snapshot (expected ${join(shardDir, snapshotFileName(from))}), and the WAL starts at segment ${from}, not 1`,
+          `${shardDir}: no valid snapshot (expected ${join(shardDir, snapshotFileName(from))}${mine.length > 0 ? `; passed over ${passedOver(mine)}` : ''}), and the WAL starts at segment ${from}, not 1`,
           { details: { dir: shardDir, file: join(shardDir, snapshotFileName(from)), firstSegment: from, fallbacks: choice.fallbacks } },
         );
       }
     }
     const replay = segments.filter((seq) => seq >= from);
     if (base !== undefined && replay[0] !== from) {
-      if (choice.fallbacks.length > 0) {
-        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: newest snapshot invalid and the WAL after the previous one (from segment ${from}) is gone`, {
-          details: { dir: shardDir, from, fallbacks: choice.fallbacks },
+      // Only this shard's passed-over snapshots say that its newer snapshot was bad; another
+      // shard's say nothing about this one's missing segment.
+      const mine = choice.fallbacks.filter((f) => dirname(f.file) === shardDir);
+      if (mine.length > 0) {
+        throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${shardDir}: newest snapshot invalid (${passedOver(mine)}) and the WAL after the previous one (from ${file(from)}) is gone`, {
+          details: { dir: shardDir, from, file: mine[0]!.file, files: mine.map((f) => f.file), fallbacks: mine },
         });
       }
       throw corruptWal(file(from), `segment missing: snapshot ${snapshotFileName(from)} continues with it`);
@@ -148,15 +157,34 @@ export function planReplay(
     // Trailing files with nothing written at all: not replayed, retired by the next snapshot.
     let last = replay.length - 1;
     while (last >= 0) {
-      const { head } = peek(file(replay[last]!));
+      const seq = replay[last]!;
+      const { head } = peek(file(seq));
       if (head !== 'empty') break;
-      if (!allZero(file(replay[last]!))) throw corruptWal(file(replay[last]!), 'segment header is zeroed but records follow it');
-      unwritten.push(file(replay[last]!));
+      if (!allZero(file(seq))) throw corruptWal(file(seq), 'segment header is zeroed but records follow it');
+      // Versions that seal a segment as rotated or closed name a segment only once its header
+      // is written: after such a seal, an all-zero segment is damage (its records zeroed), not
+      // what an older version's crash while creating it left.
+      // So does a snapshot written after its segment was named.
+      const before = segments.includes(seq - 1) ? peek(file(seq - 1)).head : undefined;
+      if (typeof before === 'object' && (before.seal === kSealRotated || before.seal === kSealClosed)) {
+        throw corruptWal(file(seq), `segment is all zeros, but ${segmentFileName(seq - 1)} before it was sealed ${before.seal === kSealRotated ? 'rotated' : 'closed'}, so it was named with its header`);
+      }
+      if (seq === from && base?.segmentCreated === true) {
+        throw corruptWal(file(seq), `segment is all zeros, but snapshot ${snapshotFileName(seq)} was written after it was named with its header`);
+      }
+      unwritten.push(file(seq));
       last--;
     }
     if (last >= 0) {
       const newest = replay[last]!;
       const { head } = peek(file(newest));
+      // Its seal is only evidence about this shard's sequence if the header is this file's (a
+      // file copied or renamed over it is damage here, not a sign that a successor is missing).
+      if (typeof head === 'object' && (head.seq !== newest || head.shard !== shard)) {
+        throw new EngineError('ERR_CORRUPT_WAL', `${file(newest)} at offset 0: header says shard ${head.shard} seq ${head.seq}`, {
+          details: { file: file(newest), offset: 0, reason: 'header does not match file name' },
+        });
+      }
       if (typeof head === 'object' && isSealed(head) && head.seal === kSealRotated && !segments.includes(newest + 1)) {
         throw corruptWal(file(newest + 1), `segment missing: ${segmentFileName(newest)} was sealed when its writer moved on to it`);
       }

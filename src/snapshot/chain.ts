@@ -19,6 +19,8 @@ export interface LoadedSnapshot {
   files: number[];
   /** Under replication: the last group of the stream the state includes. */
   replication?: StreamMark;
+  /** Segment coversBelow was named with its header before the snapshot (see SnapshotBody). */
+  segmentCreated?: boolean;
 }
 
 export interface ChainLoad {
@@ -97,6 +99,7 @@ export function loadNewestSnapshot(storage: Storage, dir: string, shard: number,
         manifest: head.manifest,
         files: [...files].sort((a, b) => a - b),
         replication: head.replication ?? undefined,
+        segmentCreated: head.segmentCreated === true,
       },
       fallbacks,
       filesRead: [...cache.values()].filter((b) => typeof b === 'object').length,

@@ -43,6 +43,12 @@ export interface SnapshotBody {
   pools: SnapshotPool[];
   /** Under replication: the last group of the stream the state includes. */
   replication?: StreamMark;
+  /**
+   * Segment `coversBelow` was named, with its header, before this file was written (true in
+   * every snapshot of versions that create segments whole): if it is all zeros, that is
+   * damage, not an older version's crash while creating it. Absent in older snapshots.
+   */
+  segmentCreated?: boolean;
 }
 
 /** A kept outcome as a snapshot file holds it. */
@@ -114,6 +120,8 @@ export function readSnapshotFile(storage: Storage, path: string): SnapshotBody |
 /** Temp file, fsync, rename, fsync the directory: the file is either whole or absent. */
 export function writeSnapshotFile(storage: Storage, dir: string, body: SnapshotBody): string {
   const path = snapshotPath(dir, body.shard, body.coversBelow);
-  writeFileDurably(storage, path, encodeSnapshot(body));
+  // Both writers (open's base snapshots, after createFirstSegments; a shard's, after it rotated
+  // to segment coversBelow) call this once that segment is named.
+  writeFileDurably(storage, path, encodeSnapshot({ ...body, segmentCreated: true }));
   return path;
 }

@@ -48,6 +48,17 @@ export function unsealed(buf: Buffer): Buffer {
   return out;
 }
 
+/**
+ * A segment as an older version sealed it, before header byte 36 said why (rotated or closed):
+ * the sealed end kept, the seal kind back to 0 (checksum fixed), in place on a file.
+ */
+export function legacySealFile(file: string): void {
+  const buf = readFileSync(file);
+  buf.writeUInt8(0, 36);
+  buf.writeUInt32LE(crc32(buf.subarray(0, 60)), 60);
+  writeFileSync(file, buf);
+}
+
 /** unsealed(), in place on a file. */
 export function unsealFile(file: string): void {
   writeFileSync(file, unsealed(readFileSync(file)));

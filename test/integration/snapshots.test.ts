@@ -15,7 +15,7 @@ import { realStorage } from '../../dist/src/storage/real-storage.js';
 const readSnapshotFile = (path: string): SnapshotBody | string => readSnapshotWith(realStorage, path);
 import { allStates, DrawEngine, expectCode, KiB, useEngines } from '../helpers/engine.js';
 import { copyToTmp, tmpDir } from '../helpers/tmp.js';
-import { readRecords, segmentFiles, seqOf, sha256File, shardDir, snapshotFiles } from '../helpers/wal-files.js';
+import { legacySealFile, readRecords, segmentFiles, seqOf, sha256File, shardDir, snapshotFiles } from '../helpers/wal-files.js';
 
 const kSnapHeaderBytes = 44;
 
@@ -340,7 +340,10 @@ describe('snapshots', () => {
 
   // Segments are now created whole (header included) before they are named. Versions before
   // that could leave, after a crash while creating the next segment, a newest file with nothing
-  // written: zeros, or an empty file. Such a file is passed over and reported.
+  // written: zeros, or an empty file. Such a file is passed over and reported. Those versions
+  // did not say why a segment was sealed (rotated, closed): after a segment sealed that way, an
+  // all-zero successor can only be damage (see damage-fuzz.test.ts), so the tests below make
+  // the segment before it look as an older version left it.
   const unwrittenHeads: [string, (file: string, prev: Buffer, size: number) => void][] = [
     ['all zeros', (file, _prev, size) => writeFileSync(file, Buffer.alloc(size))],
     ['empty file', (file) => writeFileSync(file, Buffer.alloc(0))],
@@ -380,6 +383,7 @@ describe('snapshots', () => {
 
     const segs = seqsOf(dir, 0, 'wal');
     const last = segs.at(-1)!;
+    legacySealFile(walPath(dir, 0, last));
     const prev = readFileSync(walPath(dir, 0, last));
     const file = walPath(dir, 0, last + 1);
     make(file, prev, 64 * KiB);

@@ -299,8 +299,19 @@ describe('planReplay', () => {
     const fallbacks = [{ file: snap(0, 6), reason: 'checksum mismatch' }];
     const err = thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1, fallbacks), disk.peek, disk.allZero));
     expect(err.code).toBe('ERR_CORRUPT_SNAPSHOT');
-    expect(err.message).toBe(`${join(dir, 'shard-0')}: newest snapshot invalid and the WAL after the previous one (from segment 4) is gone`);
-    expect(err.details).toMatchObject({ dir: join(dir, 'shard-0'), from: 4, fallbacks });
+    expect(err.message).toBe(`${join(dir, 'shard-0')}: newest snapshot invalid (${snap(0, 6)}: checksum mismatch) and the WAL after the previous one (from ${wal(0, 4)}) is gone`);
+    expect(err.details).toMatchObject({ dir: join(dir, 'shard-0'), from: 4, file: snap(0, 6), files: [snap(0, 6)], fallbacks });
+  });
+
+  it('a segment missing after its shard snapshot is ERR_CORRUPT_WAL naming it, even when another shard fell back from a bad snapshot', () => {
+    // Found by damage-fuzz: shard 1's newest snapshot was bad (it fell back), shard 0's first
+    // segment after its valid snapshot was deleted, and the refusal said "shard-0: newest
+    // snapshot invalid", naming no file.
+    const disk = new FakeDisk().segments(0, 3, [5]).segments(1, 3, [3, 4]);
+    const fallbacks = [{ file: snap(1, 4), reason: 'checksum mismatch' }];
+    const err = thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 2, 4), loaded(1, 3, 2, 3)], 2, fallbacks), disk.peek, disk.allZero));
+    expect(err.code).toBe('ERR_CORRUPT_WAL');
+    expect(err.message).toBe(`${wal(0, 4)} at offset 0: segment missing: snapshot 0000000004.snap continues with it`);
   });
 
   it('a newest segment sealed as rotated without its successor is ERR_CORRUPT_WAL naming seq + 1', () => {
@@ -309,6 +320,19 @@ describe('planReplay', () => {
     expect(err.code).toBe('ERR_CORRUPT_WAL');
     expect(err.message).toBe(`${wal(0, 7)} at offset 0: segment missing: 0000000006.wal was sealed when its writer moved on to it`);
     expect(err.details.file).toBe(wal(0, 7));
+  });
+
+  it('the newest segment swapped with an older one is refused naming the newest, not a missing successor', () => {
+    // Found by damage-fuzz: 0000000006.wal holds segment 4's content (sealed as rotated). Its
+    // seal says nothing about segment 7: the header is not this file's.
+    const disk = new FakeDisk().segments(0, 3, [4, 5]).set(0, 6, { head: header(0, 4, 3, kSealRotated, 9000), hasRecords: true });
+    const err = thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero));
+    expect(err.code).toBe('ERR_CORRUPT_WAL');
+    expect(err.message).toBe(`${wal(0, 6)} at offset 0: header says shard 0 seq 4`);
+    expect(err.details).toEqual({ file: wal(0, 6), offset: 0, reason: 'header does not match file name' });
+    // Another shard's segment under this name: the same.
+    disk.set(0, 6, { head: header(1, 6, 3, kSealClosed, 9000), hasRecords: true });
+    expect(thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero)).message).toBe(`${wal(0, 6)} at offset 0: header says shard 1 seq 6`);
   });
 
   it('a newest segment sealed as closed, unsealed, or sealed before the seal byte existed is fine', () => {
@@ -324,8 +348,9 @@ describe('planReplay', () => {
 
   it('reports trailing all-zero segments as unwritten, does not replay them, and marks the last written one newest', () => {
     const disk = new FakeDisk().segments(0, 3, [4, 5, 6]).zeroed(0, 7, true).zeroed(0, 8, true);
-    // 6 was sealed as rotated when 7 was created: 7 exists, so that is no damage.
-    disk.set(0, 6, { head: header(0, 6, 3, kSealRotated, 5000), hasRecords: true });
+    // What an older version left: 6 sealed before the seal byte existed (a sealed end, no
+    // kind), and a crash while it created 7 (and 8).
+    disk.set(0, 6, { head: header(0, 6, 3, kSealNone, 5000), hasRecords: true });
     const plan = planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero);
     expect(plan.tasks.map((t) => [t.seq, t.newest])).toEqual([
       [4, false],
@@ -335,7 +360,38 @@ describe('planReplay', () => {
     expect(plan.unwritten).toEqual([wal(0, 8), wal(0, 7)]);
   });
 
-  it('a shard whose only segments are all-zero plans no task', () => {
+  it('an all-zero segment after one sealed as rotated or closed is ERR_CORRUPT_WAL naming it, not passed over as never written', () => {
+    // Found by damage-fuzz: the newest segment of a cleanly closed directory, its records all in
+    // its first 512 bytes, zeroed: open passed it over as "nothing written" and lost its draws.
+    // A rotated or closed seal is written only by versions that name a segment with its header.
+    for (const seal of [kSealRotated, kSealClosed]) {
+      const disk = new FakeDisk().segments(0, 3, [4, 5]).set(0, 6, { head: header(0, 6, 3, seal, 5000), hasRecords: true }).zeroed(0, 7, true).zeroed(0, 8, true);
+      const err = thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero));
+      expect(err.code).toBe('ERR_CORRUPT_WAL');
+      expect(err.message).toBe(`${wal(0, 7)} at offset 0: segment is all zeros, but 0000000006.wal before it was sealed ${seal === kSealRotated ? 'rotated' : 'closed'}, so it was named with its header`);
+      expect(err.details.file).toBe(wal(0, 7));
+    }
+    // Also when the zeroed segment is the one the snapshot continues with (its predecessor is
+    // below the snapshot, and still on disk).
+    const disk = new FakeDisk().segments(0, 3, [3]).set(0, 3, { head: header(0, 3, 3, kSealRotated, 5000), hasRecords: true }).zeroed(0, 4, true);
+    expect(thrown(() => planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero)).details.file).toBe(wal(0, 4));
+  });
+
+  it("the segment a snapshot continues with, all zeros, is ERR_CORRUPT_WAL when the snapshot says it was written after that segment was named", () => {
+    // Found by damage-fuzz too: after a reopen retired the older segments, the only segment
+    // (the first of the run) zeroed whole was passed over, with every draw of the run.
+    const disk = new FakeDisk().zeroed(0, 4, true);
+    const base = { ...loaded(0, 3, 1, 4), segmentCreated: true };
+    const err = thrown(() => planReplay(dir, disk.listings(), choice([base], 1), disk.peek, disk.allZero));
+    expect(err.code).toBe('ERR_CORRUPT_WAL');
+    expect(err.message).toBe(`${wal(0, 4)} at offset 0: segment is all zeros, but snapshot 0000000004.snap was written after it was named with its header`);
+    // A later all-zero segment after a segment with records and no such seal: still an older
+    // version's leftover.
+    const later = new FakeDisk().set(0, 4, { head: header(0, 4, 3), hasRecords: true }).zeroed(0, 5, true);
+    expect(planReplay(dir, later.listings(), choice([base], 1), later.peek, later.allZero).unwritten).toEqual([wal(0, 5)]);
+  });
+
+  it('a shard whose only segments are all-zero plans no task (a snapshot of an older version)', () => {
     const disk = new FakeDisk().zeroed(0, 4, true);
     const plan = planReplay(dir, disk.listings(), choice([loaded(0, 3, 1, 4)], 1), disk.peek, disk.allZero);
     expect(plan).toEqual({ tasks: [], unwritten: [wal(0, 4)] });
@@ -362,7 +418,7 @@ describe('planReplay', () => {
     const err = thrown(() => planReplay(dir, disk.listings(), choice([], 0, fallbacks), disk.peek, disk.allZero));
     expect(err.code).toBe('ERR_CORRUPT_SNAPSHOT');
     const shardDir = join(dir, 'shard-1');
-    expect(err.message).toBe(`${shardDir}: no valid snapshot (expected ${snap(1, 3)}), and the WAL starts at segment 3, not 1`);
+    expect(err.message).toBe(`${shardDir}: no valid snapshot (expected ${snap(1, 3)}; passed over ${snap(1, 3)}: bad magic), and the WAL starts at segment 3, not 1`);
     expect(err.details).toEqual({ dir: shardDir, file: snap(1, 3), firstSegment: 3, fallbacks });
   });
 
