@@ -311,3 +311,14 @@ export class MemoryLog implements ReplicatedLog {
     return e && { value: { ...(e.value as LeaseValue) }, revision: e.revision };
   }
 }
+
+/** `log` with some methods replaced (the others bound to it: its private state needs the real receiver). */
+export function overriding(log: MemoryLog, over: Partial<ReplicatedLog>): ReplicatedLog {
+  return new Proxy(log, {
+    get(target, key) {
+      if (Object.hasOwn(over, key)) return (over as Record<PropertyKey, unknown>)[key];
+      const v: unknown = Reflect.get(target, key);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
