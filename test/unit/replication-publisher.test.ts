@@ -302,7 +302,7 @@ describe('publishGroup', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('leading() turning false while the stream is unavailable stops the retries with ERR_NOT_LEADER', async () => {
+  it('leading() turning false while the stream is unavailable stops the retries (unanswered attempts may be stored: an unknown outcome)', async () => {
     const log = new MemoryLog();
     const ctx = context(log, 5000);
     const shard = new FakeShard(0);
@@ -314,7 +314,10 @@ describe('publishGroup', () => {
     await done;
     const tries = log.attempts.length;
     expect(shard.types).toEqual(['fail']);
-    expect((shard.events[0] as Extract<ShardEvent, { type: 'fail' }>).err.code).toBe('ERR_NOT_LEADER');
+    const err = (shard.events[0] as Extract<ShardEvent, { type: 'fail' }>).err;
+    expect(err.code).toBe('ERR_REPLICATION_UNAVAILABLE');
+    expect(err.message).toMatch(/^this engine no longer leads; .*outcome is unknown$/);
+    expect((err.cause as EngineError).code).toBe('ERR_NOT_LEADER');
     log.setUnavailable(false);
     await vi.advanceTimersByTimeAsync(10_000);
     expect(log.attempts.length).toBe(tries);
@@ -333,5 +336,65 @@ describe('publishGroup', () => {
     await vi.advanceTimersByTimeAsync(1000);
     await done;
     expect(shard.types).toEqual(['fail', 'block']);
+  });
+});
+
+describe('regressions', () => {
+  /*
+   * ERR_NOT_LEADER promises "nothing was changed" (docs/errors.md), and RewardPoolClient sends a
+   * request refused with it again to the next leader. A leader deposed while some of the group
+   * is (or may be) in the stream must not say so: the next leader applies those records.
+   */
+  const failOf = (shard: FakeShard): EngineError => {
+    expect(shard.types).toEqual(['fail']);
+    return (shard.events[0] as Extract<ShardEvent, { type: 'fail' }>).err;
+  };
+
+  it('publisher-deposed-after-part-stored: fenced after the group\'s first message was stored, the callers get an unknown outcome, not ERR_NOT_LEADER', async () => {
+    const log = new MemoryLog();
+    const ctx = context(log);
+    const shard = new FakeShard(0);
+    const req = group(0, 1, 1, 2);
+    let n = 0;
+    log.onPublish = () => {
+      if (++n === 2) log.fence(0, '2.0.2'); // a new leader applied message 1, then fenced
+    };
+    await publishGroup(ctx, shard.client, slot(), req);
+    expect(log.subject(0).map((m) => m.msgId)).toEqual(['1.0.1', '2.0.2']);
+    expect(ctx.deposedWith.map((e) => e.code)).toEqual(['ERR_NOT_LEADER']);
+    const err = failOf(shard);
+    expect(err.code).toBe('ERR_REPLICATION_UNAVAILABLE');
+    expect(err.message).toMatch(/outcome is unknown/);
+    expect(err.details).toMatchObject({ shard: 0 });
+  });
+
+  it('publisher-deposed-after-lost-answer: a stored message whose answer was lost, then a fence: unknown outcome, not ERR_NOT_LEADER', async () => {
+    const log = new MemoryLog();
+    const ctx = context(log);
+    const shard = new FakeShard(0);
+    log.loseAnswers(1);
+    log.onPublish = () => {
+      if (log.attempts.length === 1) log.fence(0, '2.0.2'); // before the retry
+    };
+    const done = publishGroup(ctx, shard.client, slot(), group(0, 1, 1, 1));
+    await vi.advanceTimersByTimeAsync(100);
+    await done;
+    expect(log.attempts.map((a) => a.outcome)).toEqual(['lost', 'refused']);
+    expect(log.subject(0).map((m) => m.msgId)).toEqual(['1.0.1', '2.0.2']);
+    expect(ctx.deposedWith).toHaveLength(1);
+    expect(failOf(shard).code).toBe('ERR_REPLICATION_UNAVAILABLE');
+  });
+
+  it('publisher-not-leading-after-part-stored: leading() turning false mid-group with a message stored: unknown outcome', async () => {
+    const log = new MemoryLog();
+    const ctx = context(log);
+    const shard = new FakeShard(0);
+    log.onPublish = () => {
+      ctx.leads = false; // the lease was taken while the first message was in flight
+    };
+    await publishGroup(ctx, shard.client, slot(), group(0, 1, 1, 2));
+    expect(log.subject(0)).toHaveLength(1);
+    expect(failOf(shard).code).toBe('ERR_REPLICATION_UNAVAILABLE');
+    expect(ctx.deposedWith).toEqual([]);
   });
 });
