@@ -22,7 +22,7 @@ export interface ReplicationOptions {
   advertise?: string;
   /** How long a call under `sync: 'replicated'` waits for the stream before ERR_REPLICATION_UNAVAILABLE. Default: `5000`. */
   timeoutMs?: number;
-  /** Largest stream message (NATS max_payload must allow it). Default: `1_048_576`. */
+  /** Largest stream message, its publish headers included (NATS max_payload must allow it). Default: `1_048_576`. */
   maxMessageBytes?: number;
 }
 

@@ -10,7 +10,8 @@ import { LogError, type LeaseEntry, type LeaseValue, type LogMessage, type NodeP
  *   with a current expectation a msgID seen within the duplicate window is a duplicate;
  * - trim purges one subject below a sequence, keeping the rest and the other subjects (f);
  * - the KV bucket (lease, positions) has one revision counter; create refuses an existing key and
- *   update is compare-and-set on the key's revision (d).
+ *   update is compare-and-set on the key's revision (d);
+ * - max_payload (when set) bounds payload plus headers (i).
  * Faults: lost answers (stored, then the promise rejects 'unavailable'), unavailability (every
  * call rejects 'unavailable', nothing stored), another writer appending to a subject (a fence),
  * and one-off failures of a named operation. Time comes from Date.now, so fake timers drive it.
@@ -52,6 +53,11 @@ interface KvEntry {
   at: number;
 }
 
+/** Bytes of the headers nats-log's publish sends (the nats client's encoding: NATS/1.0, one line each, a blank line). */
+export function publishHeaderBytes(msgId: string, expectLast: number): number {
+  return Buffer.byteLength(`NATS/1.0\r\nNats-Msg-Id: ${msgId}\r\nNats-Expected-Last-Subject-Sequence: ${expectLast}\r\n\r\n`);
+}
+
 const kLeaseKey = 'leader';
 const kPositionPrefix = 'pos.';
 
@@ -64,6 +70,11 @@ export class MemoryLog implements ReplicatedLog {
   readonly calls: string[] = [];
   /** How long the stream remembers a msgID (nats-log.ts sets 2 min). */
   duplicateWindowMs = 120_000;
+  /**
+   * The server's max_payload, when set: it bounds payload PLUS the headers a publish adds
+   * (probe i; the nats client refuses before sending, which nats-log.ts reports 'unavailable').
+   */
+  maxPayload: number | undefined;
   /** Called at the start of every publish, before it is answered (to change the world mid-group). */
   onPublish: ((shard: number, msgId: string, expectLast: number) => void) | undefined;
   closed = false;
@@ -131,6 +142,10 @@ export class MemoryLog implements ReplicatedLog {
     } catch (err) {
       attempt('unavailable');
       throw err;
+    }
+    if (this.maxPayload !== undefined && payload.byteLength + publishHeaderBytes(msgId, expectLast) > this.maxPayload) {
+      attempt('unavailable');
+      throw new LogError('unavailable', 'MAX_PAYLOAD_EXCEEDED');
     }
     const last = this.#lastOf(shard)?.seq ?? 0;
     // R3: the expected subject sequence is checked before the msgID dedupe (probe b).
