@@ -5,11 +5,13 @@ import type { AppliedReply, BatchReply } from '../../src/protocol.js';
 import { MessageBuilder, readMsgHeader } from '../../src/replication/message.js';
 import { fillReplication, type FilledReplication } from '../../src/replication/options.js';
 import { Replication, type ReplicationHooks, type Role } from '../../src/replication/replication.js';
+import { ShardStream } from '../../src/replication/shard-stream.js';
 import { MemoryLog, publishHeaderBytes } from '../helpers/memory-log.js';
 
 /*
- * Replication (replication.ts) taking over as a leader on the in-memory log, with fake shard
- * clients that apply what they are given: the fence, and the size of the messages it leads with.
+ * Replication (replication.ts) taking over as a leader, and ShardStream (shard-stream.ts)
+ * following a subject, on the in-memory log, with fake shard clients that apply what they are
+ * given and record how they were told to lead.
  */
 
 class FakeShard {
@@ -175,5 +177,35 @@ describe('MemoryLog max_payload (probe i)', () => {
     const err = await log.publish(0, new Uint8Array(1 << 20), 'exact', 1, 1000).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'unavailable', message: 'MAX_PAYLOAD_EXCEEDED' });
     expect(log.messages).toHaveLength(1);
+  });
+});
+
+describe('ShardStream (a follower shard)', () => {
+  it('applies the subject from after its mark, in order; applied(seq) resolves once that message is applied; an apply error stops it and rejects waiters', async () => {
+    const log = new MemoryLog();
+    await earlier(log, 0, 1, 3); // seqs 1, 2, 3
+    const shard = new FakeShard(0);
+    const learned: AppliedReply[] = [];
+    const st = new ShardStream(shard.client, log, { term: 1, groupSeq: 1, streamSeq: 1 }, 0);
+    await expect(st.applied(0)).resolves.toBeUndefined();
+    await expect(st.applied(1)).resolves.toBeUndefined(); // the mark holds it already
+    const waiting = st.applied(5);
+    st.follow((r) => learned.push(r));
+    await st.applied(3);
+    expect(shard.applied.map((a) => a.seq)).toEqual([2, 3]);
+    expect(learned.map((r) => r.streamSeq)).toEqual([2, 3]);
+    expect(st.mark).toEqual({ term: 1, groupSeq: 3, streamSeq: 3 });
+    expect(st.messages).toBe(2);
+
+    // The next message cannot be applied: the shard reports an error.
+    shard.replicate = async (payload, streamSeq) => ({
+      ...(await FakeShard.prototype.replicate.call(shard, payload, streamSeq)),
+      error: { code: 'ERR_CORRUPT_WAL', message: 'bad message' },
+    });
+    await earlier(log, 0, 2, 1);
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_CORRUPT_WAL' });
+    expect(st.failed?.code).toBe('ERR_CORRUPT_WAL');
+    await expect(st.applied(4)).rejects.toMatchObject({ code: 'ERR_CORRUPT_WAL' });
+    await st.stopFollowing();
   });
 });
