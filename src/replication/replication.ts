@@ -40,6 +40,15 @@ export interface ReplicationMetrics {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 /**
+ * Room left in maxMessageBytes for the headers of a publish (Nats-Msg-Id, the expected last
+ * subject sequence: about 120 bytes): NATS's max_payload bounds payload plus headers, and the
+ * client refuses a larger publish every time (nats-probes.test.ts, probe i), so a message of
+ * exactly maxMessageBytes would be retried forever against a server whose max_payload is
+ * maxMessageBytes (1 MiB, both defaults).
+ */
+const kPublishHeaderRoom = 1024;
+
+/**
  * Leading and following (DESIGN.md "Replication and failover"). A follower's shards apply the
  * stream's messages as they come (each shard its own subject). A leader's shards hand each group
  * to publish(): every message is published on the shard's subject on the condition that the
@@ -223,7 +232,7 @@ export class Replication {
       await st.applied(seq);
       await st.stopFollowing();
       st.lastSeq = seq;
-      await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes);
+      await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes - kPublishHeaderRoom);
       return;
     }
   }
