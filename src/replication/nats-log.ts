@@ -70,6 +70,13 @@ export class NatsLog implements ReplicatedLog {
     } catch (err) {
       throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `cannot reach NATS at ${opts.servers.join(', ')}: ${messageOf(err)}`, { cause: err, details: { servers: opts.servers } });
     }
+    const maxPayload = nc.info?.max_payload;
+    if (maxPayload !== undefined && opts.maxMessageBytes > maxPayload) {
+      await nc.close().catch(() => {});
+      throw new EngineError('ERR_INVALID_CONFIG', `options.replication.maxMessageBytes must be at most the NATS servers' max_payload (${maxPayload}), got ${opts.maxMessageBytes}`, {
+        details: { option: 'replication.maxMessageBytes', value: opts.maxMessageBytes, maxPayload },
+      });
+    }
     try {
       const jsm = await nc.jetstreamManager({ timeout: opts.timeoutMs });
       const name = opts.stream;
