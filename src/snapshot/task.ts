@@ -1,6 +1,6 @@
-import { errorToWire, EngineError, type WireError } from '../errors.js';
+import { errorToWire, EngineError, storageError, type WireError } from '../errors.js';
 import type { Storage } from '../storage/storage.js';
-import { readSnapshotFile, writeSnapshotFile, type SnapshotBody } from './format.js';
+import { decodeSnapshot, writeSnapshotFile, type SnapshotBody } from './format.js';
 import { applyRetention, type RetentionPlan } from './retention.js';
 
 /** What the coordinator hands the snapshot thread for one job. */
@@ -21,8 +21,15 @@ export type SnapshotTaskResult = { path: string; removed: string[] } | { error: 
 export function runSnapshotTask(storage: Storage, task: SnapshotTask): SnapshotTaskResult {
   try {
     const path = writeSnapshotFile(storage, task.dir, task.body);
-    // Retire nothing on the strength of a file we have not read back whole.
-    const check = readSnapshotFile(storage, path);
+    // Retire nothing on the strength of a file we have not read back whole. A read that fails
+    // is a storage error (ERR_SHARD_FAILED / ERR_DISK_FULL), not a corrupt snapshot.
+    let written: Buffer;
+    try {
+      written = storage.readFile(path);
+    } catch (err) {
+      throw storageError(err, `cannot read back ${path}`);
+    }
+    const check = decodeSnapshot(written);
     if (typeof check === 'string') throw new EngineError('ERR_CORRUPT_SNAPSHOT', `${path} failed verification after writing: ${check}`, { details: { file: path } });
     const removed = applyRetention(storage, task.dir, task.body.shard, task.retention, task.archive);
     return { path, removed };
