@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { storageError } from '../errors.js';
+import { writeFully } from '../storage/durable.js';
 import type { Storage } from '../storage/storage.js';
 
 /*
@@ -27,7 +28,7 @@ export function zeroTornTail(storage: Storage, file: string, offset: number, siz
   let fd = -1;
   try {
     fd = storage.open(file, 'r+');
-    storage.write(fd, Buffer.alloc(n), 0, n, offset);
+    writeFully(storage, fd, Buffer.alloc(n), 0, n, offset);
     storage.datasync(fd);
   } catch (err) {
     throw storageError(err, `cannot repair torn tail of ${file}`);

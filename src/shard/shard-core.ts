@@ -318,9 +318,17 @@ export class ShardCore {
   readonly #snapshotSource: SnapshotSource = {
     records: () => this.#wal.stats.records,
     boundary: () => {
-      const seq = this.#wal.snapshotBoundary();
-      this.#publishWalStats();
-      return seq;
+      // The boundary may rotate; a rotation that fails half-way (successor not named, or the
+      // seal written but not synced) leaves the current segment unfit for more records: fail-stop,
+      // as for a failure inside apply().
+      try {
+        return this.#wal.snapshotBoundary();
+      } catch (err) {
+        this.fail(storageError(err, `shard ${this.config.shard} WAL rotation for a snapshot failed`));
+        throw this.#failure;
+      } finally {
+        this.#publishWalStats();
+      }
     },
     refs: () => this.#pools.refs(),
     id: (ref) => this.#pools.get(ref)!.id,
@@ -330,7 +338,11 @@ export class ShardCore {
 
   async close(): Promise<void> {
     try {
-      await this.#wal.close();
+      // Fail-stop: after a storage failure nothing more is written, not even the seal (a
+      // rotation that failed half-way leaves the writer pointing at a segment its position
+      // does not belong to; sealing that would make the directory unopenable).
+      if (this.#failure) this.#wal.abandon();
+      else await this.#wal.close();
     } finally {
       this.#publishWalStats();
     }

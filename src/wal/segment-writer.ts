@@ -235,4 +235,18 @@ export abstract class SegmentWriterBase {
     this.#spare = undefined;
     if (spare !== undefined) this.#dropSpare(spare);
   }
+
+  abandon(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    try {
+      this.releaseSegment();
+    } catch {
+      // the shard has failed already; this only releases the mapping or descriptor
+    }
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (spare !== undefined) this.#dropSpare(spare);
+  }
 }
