@@ -4,8 +4,8 @@ import type { Storage } from '../storage/storage.js';
 
 /*
  * The only changes recovery makes to a data directory (none with readOnly): files a crash left
- * half-prepared are removed, and a torn record at the tail of an unsealed newest segment is
- * overwritten with zeros, so later scans end cleanly before it.
+ * half-prepared are removed, and a torn tail of an unsealed newest segment is overwritten with
+ * zeros, so later scans end cleanly before it.
  */
 
 /** Remove the *.tmp files of a shard directory (spares and snapshots a crash left unfinished). */
@@ -20,14 +20,35 @@ export function removeTempFiles(storage: Storage, shardDir: string): void {
   }
 }
 
-/** Zero the first bytes (length and CRC) of the torn record at `offset`, synced. */
+const kChunk = 1 << 20;
+
+/**
+ * Zero a torn tail, from `offset` to the last byte written (segments are preallocated zeros),
+ * synced. Zeroing the torn record's frame is not enough: after a power cut whole valid records
+ * can follow it (pages written back out of order), and once a newer segment follows this one a
+ * scan would take them for damage.
+ */
 export function zeroTornTail(storage: Storage, file: string, offset: number, size: number): void {
-  const n = Math.min(8, size - offset);
-  if (n <= 0) return;
+  if (offset >= size) return;
   let fd = -1;
   try {
     fd = storage.open(file, 'r+');
-    storage.write(fd, Buffer.alloc(n), 0, n, offset);
+    const buf = Buffer.alloc(Math.min(kChunk, size - offset));
+    let end = offset;
+    for (let at = offset; at < size; ) {
+      const n = storage.read(fd, buf, 0, Math.min(buf.length, size - at), at);
+      if (n === 0) break;
+      for (let i = n - 1; i >= 0; i--) {
+        if (buf[i] !== 0) {
+          end = at + i + 1;
+          break;
+        }
+      }
+      at += n;
+    }
+    if (end === offset) return;
+    buf.fill(0);
+    for (let at = offset; at < end; ) at += storage.write(fd, buf, 0, Math.min(buf.length, end - at), at);
     storage.datasync(fd);
   } catch (err) {
     throw storageError(err, `cannot repair torn tail of ${file}`);
