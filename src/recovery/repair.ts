@@ -4,8 +4,8 @@ import type { Storage } from '../storage/storage.js';
 
 /*
  * The only changes recovery makes to a data directory (none with readOnly): files a crash left
- * half-prepared are removed, and a torn tail of an unsealed newest segment is overwritten with
- * zeros, so later scans end cleanly before it.
+ * half-prepared are removed, a torn tail of an unsealed newest segment is overwritten with zeros,
+ * so later scans end cleanly before it, and such a segment is synced (zeroTornTail does it too).
  */
 
 /** Remove the *.tmp files of a shard directory (spares and snapshots a crash left unfinished). */
@@ -17,6 +17,25 @@ export function removeTempFiles(storage: Storage, shardDir: string): void {
     } catch (err) {
       throw storageError(err, `cannot remove ${join(shardDir, name)}`);
     }
+  }
+}
+
+/**
+ * fdatasync an unsealed newest segment recovery read from: its writer died, and what it wrote
+ * after its last sync may still be only in the page cache (a process crash, a dead shard
+ * worker). The recovered state includes it and the next writer builds on it, so it must be
+ * durable before anything is written after it: else a power cut could keep later acknowledged
+ * records without it, or leave it, no longer the newest segment, with holes that read as damage.
+ */
+export function syncSegment(storage: Storage, file: string): void {
+  let fd = -1;
+  try {
+    fd = storage.open(file, 'r+');
+    storage.datasync(fd);
+  } catch (err) {
+    throw storageError(err, `cannot sync ${file}`);
+  } finally {
+    if (fd >= 0) storage.close(fd);
   }
 }
 
