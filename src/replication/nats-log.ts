@@ -159,7 +159,8 @@ export class NatsLog implements ReplicatedLog {
               seq: m.seq,
               payload: m.data,
               storedAt: Math.floor(m.info.timestampNanos / 1e6),
-              pending: m.info.pending,
+              // After this one: those the server still holds for us, and those in our buffer.
+              pending: m.info.pending + iter.getPending(),
               msgId: m.headers?.get('Nats-Msg-Id') || undefined,
             };
             try {

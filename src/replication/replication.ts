@@ -37,6 +37,9 @@ export interface ReplicationMetrics {
   bytes: number;
 }
 
+/** How often a follower looks at each subject's newest message (for its lag). */
+const kTailLookMs = 1000;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
 
 /**
@@ -72,6 +75,8 @@ export class Replication {
   /** The lease revision this node saw last (0: none). */
   #seenRevision = 0;
   #checking = false;
+  #tails: NodeJS.Timeout | undefined;
+  #looking = false;
   #renewing = false;
   #revision = 0;
   #renew: NodeJS.Timeout | undefined;
@@ -111,6 +116,7 @@ export class Replication {
     } else {
       this.#hooks.changed('follower', this.term);
       this.#expiry = setInterval(() => this.#checkExpiry(), Math.max(50, this.#opts.leaseMs / 4)).unref();
+      this.#tails = setInterval(() => void this.#lookAtTails(), kTailLookMs).unref();
     }
   }
 
@@ -297,6 +303,19 @@ export class Replication {
     this.#hooks.changed('deposed', this.term);
   }
 
+  /** A follower learns each subject's newest message now and then: a stalled shard shows its lag. */
+  async #lookAtTails(): Promise<void> {
+    if (this.role !== 'follower' || this.#closed || this.#looking) return;
+    this.#looking = true;
+    try {
+      await Promise.all(this.#state.map(async (st, k) => st.noteTail((await this.#log.last(k))?.seq ?? 0)));
+    } catch {
+      // No answer: the lag stays as last known.
+    } finally {
+      this.#looking = false;
+    }
+  }
+
   /** Each shard's position: the stream sequence of the last message its WAL holds. */
   #seqs(): number[] {
     return this.#state.map((s) => s.mark?.streamSeq ?? 0);
@@ -304,15 +323,15 @@ export class Replication {
 
   metrics(): ReplicationMetrics {
     const following = this.role !== 'leader';
-    const lagMessages = following ? this.#state.reduce((a, s) => a + s.pending, 0) : 0;
-    const oldest = Math.min(...this.#state.filter((s) => s.pending > 0).map((s) => s.appliedStoredAt));
+    const now = Date.now();
+    const lags = following ? this.#state.map((s) => s.lag(now)) : [];
     return {
       role: this.role,
       term: this.term,
       leader: this.#leader?.node,
       leaderAddress: this.#leader?.advertise,
-      lagMessages,
-      lagMs: following && Number.isFinite(oldest) && oldest > 0 ? Math.max(0, Date.now() - oldest) : 0,
+      lagMessages: lags.reduce((a, l) => a + l.messages, 0),
+      lagMs: lags.reduce((a, l) => Math.max(a, l.ms), 0),
       messages: this.#state.reduce((a, s) => a + s.messages, 0),
       bytes: this.#state.reduce((a, s) => a + s.bytes, 0),
     };
@@ -322,6 +341,7 @@ export class Replication {
     this.#closed = true;
     clearInterval(this.#renew);
     clearInterval(this.#expiry);
+    clearInterval(this.#tails);
     this.#positions.stop();
     this.#watch?.stop();
     await Promise.all(this.#state.map((s) => s.stopFollowing()));

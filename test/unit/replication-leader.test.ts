@@ -209,3 +209,38 @@ describe('ShardStream (a follower shard)', () => {
     await st.stopFollowing();
   });
 });
+
+describe('ShardStream lag', () => {
+  it('is 0 when caught up; a newer message seen in the stream makes it at least 1 message and as old as the last message applied; a shard that stops applying keeps growing older', async () => {
+    const log = new MemoryLog();
+    await earlier(log, 0, 1, 2); // seqs 1, 2
+    const shard = new FakeShard(0);
+    const st = new ShardStream(shard.client, log, undefined, 0);
+    st.follow(() => {});
+    await st.applied(2);
+    const now = Date.now();
+    expect(st.lag(now)).toEqual({ messages: 0, ms: 0 });
+    // The shard stops applying (a stalled follower), while the leader goes on.
+    let release!: () => void;
+    const stalled = new Promise<void>((r) => (release = r));
+    const replicate = shard.replicate.bind(shard);
+    shard.replicate = async (payload, seq) => {
+      await stalled;
+      return replicate(payload, seq);
+    };
+    await earlier(log, 0, 2, 3); // seqs 3, 4, 5
+    st.noteTail((await log.last(0))!.seq); // what the follower's periodic look finds
+    const applied = st.appliedStoredAt;
+    expect(applied).toBeGreaterThan(0);
+    const later = applied + 5000;
+    const lag = st.lag(later);
+    expect(lag.messages).toBeGreaterThanOrEqual(1);
+    expect(lag.ms).toBe(5000);
+    expect(st.lag(later + 1000).ms).toBe(6000);
+    release();
+    await st.applied(5);
+    expect(st.lag(Date.now())).toEqual({ messages: 0, ms: 0 });
+    await st.stopFollowing();
+  });
+});
+
