@@ -159,8 +159,9 @@ export class NatsLog implements ReplicatedLog {
               seq: m.seq,
               payload: m.data,
               storedAt: Math.floor(m.info.timestampNanos / 1e6),
-              // After this one: those the server still holds for us, and those in our buffer.
-              pending: m.info.pending + iter.getPending(),
+              // Those the server still holds for us (not those in our buffer: the stream's newest
+              // message, looked at now and then, shows those).
+              pending: m.info.pending,
               msgId: m.headers?.get('Nats-Msg-Id') || undefined,
             };
             try {
