@@ -7,6 +7,7 @@ import type { PoolData } from './pool-state.js';
 import { emptyReport, recoverDir, type RecoveredState } from './recovery/recover.js';
 import { retireCoveredByBase, writeBaseSnapshots } from './snapshot/base.js';
 import { realStorage } from './storage/real-storage.js';
+import type { Storage } from './storage/storage.js';
 import { createFirstSegments } from './wal/segment-create.js';
 import { firstSegmentBytes } from './wal/writer.js';
 
@@ -25,9 +26,14 @@ export interface PreparedDir {
  * create each shard's first segment of the new run, write the snapshots that point at them
  * (new epoch, new layout), retire what they cover. Each step leaves a state the next open
  * recovers from, whatever moment a crash picks. `reconcile` may replace what was recovered
- * (a replication group's snapshots, for shards the stream cannot bring up to date).
+ * (a replication group's snapshots, for shards the stream cannot bring up to date). `storage`
+ * is for tests (counted fault injection); the directory lock always uses the real disk.
  */
-export async function prepareDir(opts: FilledOptions, reconcile?: (state: RecoveredState) => Promise<RecoveredState>): Promise<PreparedDir> {
+export async function prepareDir(
+  opts: FilledOptions,
+  reconcile?: (state: RecoveredState) => Promise<RecoveredState>,
+  storage: Storage = realStorage,
+): Promise<PreparedDir> {
   if (opts.wal === 'none') {
     const state: RecoveredState = { pools: new Map(), maxRequestId: 0, epoch: 1, nextSeq: new Map(), shardDirs: [], bases: new Map(), marks: new Map(), report: emptyReport(undefined) };
     return { state, poolsByShard: [], baseSeqs: undefined, release: () => {} };
@@ -44,11 +50,10 @@ export async function prepareDir(opts: FilledOptions, reconcile?: (state: Recove
   }
   const release = await acquireDirLock(dir);
   try {
-    let state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts) });
+    let state = await recoverDir(dir, { replayThreads: opts.replayThreads, onProgress: opts.recoveryProgress, idempotency: windowOf(opts), storage });
     if (reconcile !== undefined) state = await reconcile(state);
     const poolsByShard = groupByShard(state.pools.values(), opts.shards);
     const baseSeqs = poolsByShard.map((_, k) => state.nextSeq.get(k) ?? 1);
-    const storage = realStorage;
     createFirstSegments(storage, dir, state.epoch, baseSeqs, firstSegmentBytes(opts.segmentBytes), opts.replication !== undefined);
     writeBaseSnapshots(storage, dir, state.epoch, poolsByShard, baseSeqs, state.maxRequestId, state.marks);
     retireCoveredByBase(storage, dir, baseSeqs, state.shardDirs, opts.archive);

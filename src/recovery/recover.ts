@@ -11,10 +11,10 @@ import { decodeSegment, type DecodedSegment, type DecodeTask } from './decode-se
 import { chooseSnapshotSet, planReplay, type Peek, type ShardListing } from './plan.js';
 import { peekSegment, type SegmentPeek } from '../wal/segment-peek.js';
 import type { WindowLimits } from '../idempotency.js';
-import type { StreamMark } from '../wal/format.js';
+import { isSealed, type SegmentHeader, type StreamMark } from '../wal/format.js';
 import type { PoolData } from '../pool-state.js';
 import { foldRecovery } from './fold.js';
-import { removeTempFiles, zeroTornTail } from './repair.js';
+import { removeTempFiles, syncSegment, zeroTornTail } from './repair.js';
 
 /** What open() recovered; available as `engine.recovery`. */
 export interface RecoveryReport {
@@ -122,6 +122,10 @@ function peeker(storage: Storage): { peek: Peek; work: (file: string) => number 
     return p;
   };
   return { peek: read, work: (file) => read(file).work };
+}
+
+function isSealedHead(head: SegmentHeader | string): boolean {
+  return typeof head === 'object' && isSealed(head);
 }
 
 function allZero(storage: Storage, file: string): boolean {
@@ -252,6 +256,7 @@ async function recoverDirUnchecked(dir: string, opts: RecoverOptions): Promise<R
   const { decoded, threads, threadsUsed } = await decodeAll(tasks, opts, work);
   for (const d of decoded) {
     if (d.torn && !opts.readOnly) zeroTornTail(storage, d.file, d.torn.offset, d.size);
+    else if (d.newest && !opts.readOnly && !isSealedHead(peek(d.file).head)) syncSegment(storage, d.file);
     if (d.torn) report.tornTails.push({ file: d.file, ...d.torn });
     report.segments++;
     report.records += d.records;

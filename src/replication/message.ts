@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import { kMaxIdLength } from '../catalog.js';
 import { EngineError } from '../errors.js';
 import {
   align4,
@@ -35,6 +36,11 @@ export const kMsgMagic = 0x4d52_5052; // "RPRM"
 export const kMsgVersion = 1;
 export const kMsgHeaderBytes = 32;
 export const kMsgFence = 1;
+/**
+ * Bytes of the largest PoolRef record (a pool id of 128 UTF-16 units is at most 384 UTF-8
+ * bytes): a record must fit in one message together with the definition of its ref.
+ */
+const kMaxPoolRefRecordBytes = recordBytes(kPoolRefHeaderBytes + 3 * kMaxIdLength);
 
 export interface MessageHeader {
   term: number;
@@ -119,7 +125,7 @@ export class MessageBuilder implements RecordSink {
   }
 
   get maxRecordBytes(): number {
-    return this.#maxBytes - kMsgHeaderBytes;
+    return this.#maxBytes - kMsgHeaderBytes - kMaxPoolRefRecordBytes;
   }
 
   /** Nothing appended since the last take(). */
@@ -174,9 +180,11 @@ export class MessageBuilder implements RecordSink {
   #ref(ref: number, needBytes: number): RefInfo {
     const info = this.#refs.get(ref);
     if (info === undefined) throw new EngineError('ERR_SHARD_FAILED', `replication: pool ref ${ref} was never registered`);
-    // The ref's record and the one using it go in the same chunk.
+    // The ref's record and the one using it go in the same chunk: a record that does not fit
+    // here starts the next chunk now, where the ref is defined again (#begin must not flush).
     const defLen = kPoolRefHeaderBytes + info.poolId.length;
-    if (info.definedIn !== this.#chunk && this.#pos + recordBytes(defLen) + recordBytes(needBytes) > this.#maxBytes) this.#flush();
+    const defBytes = info.definedIn === this.#chunk ? 0 : recordBytes(defLen);
+    if (this.#pos + defBytes + recordBytes(needBytes) > this.#maxBytes) this.#flush();
     if (info.definedIn !== this.#chunk) {
       const at = this.#begin(defLen);
       this.#buf.writeUInt32LE(kRecPoolRef, at);

@@ -70,6 +70,13 @@ export class NatsLog implements ReplicatedLog {
     } catch (err) {
       throw new EngineError('ERR_REPLICATION_UNAVAILABLE', `cannot reach NATS at ${opts.servers.join(', ')}: ${messageOf(err)}`, { cause: err, details: { servers: opts.servers } });
     }
+    const maxPayload = nc.info?.max_payload;
+    if (maxPayload !== undefined && opts.maxMessageBytes > maxPayload) {
+      await nc.close().catch(() => {});
+      throw new EngineError('ERR_INVALID_CONFIG', `options.replication.maxMessageBytes must be at most the NATS servers' max_payload (${maxPayload}), got ${opts.maxMessageBytes}`, {
+        details: { option: 'replication.maxMessageBytes', value: opts.maxMessageBytes, maxPayload },
+      });
+    }
     try {
       const jsm = await nc.jetstreamManager({ timeout: opts.timeoutMs });
       const name = opts.stream;
@@ -152,6 +159,8 @@ export class NatsLog implements ReplicatedLog {
               seq: m.seq,
               payload: m.data,
               storedAt: Math.floor(m.info.timestampNanos / 1e6),
+              // Those the server still holds for us (not those in our buffer: the stream's newest
+              // message, looked at now and then, shows those).
               pending: m.info.pending,
               msgId: m.headers?.get('Nats-Msg-Id') || undefined,
             };

@@ -22,7 +22,7 @@ export interface ReplicationOptions {
   advertise?: string;
   /** How long a call under `sync: 'replicated'` waits for the stream before ERR_REPLICATION_UNAVAILABLE. Default: `5000`. */
   timeoutMs?: number;
-  /** Largest stream message (NATS max_payload must allow it). Default: `1_048_576`. */
+  /** Largest stream message, its publish headers included (NATS max_payload must allow it). Default: `1_048_576`. */
   maxMessageBytes?: number;
 }
 
@@ -53,18 +53,24 @@ export function fillReplication(value: unknown, dir: string | undefined): Filled
     if (err instanceof EngineError) throw err;
     throw asEngineError(err, 'ERR_INVALID_CONFIG', `options.replication${key ? `.${key}` : ''} could not be read`);
   }
-  const servers = o.servers;
-  if (!Array.isArray(servers) || servers.length === 0 || servers.length > 64 || !servers.every((s) => typeof s === 'string' && s.length > 0 && s.length < 512)) {
-    bad('servers', 'must be a non-empty array of NATS URLs', servers);
+  // A copy, read once: a hole becomes undefined (every() would skip it), a throwing element is a config error.
+  let servers: unknown[] | undefined;
+  try {
+    if (Array.isArray(o.servers) && o.servers.length > 0 && o.servers.length <= 64) servers = Array.from(o.servers as unknown[]);
+  } catch (err) {
+    throw asEngineError(err, 'ERR_INVALID_CONFIG', 'options.replication.servers could not be read', { option: 'replication.servers' });
+  }
+  if (servers === undefined || !servers.every((s) => typeof s === 'string' && s.length > 0 && s.length < 512)) {
+    bad('servers', 'must be a non-empty array of NATS URLs', o.servers);
   }
   if (typeof o.stream !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.stream)) bad('stream', 'must be 1-64 characters of A-Z a-z 0-9 _ -', o.stream);
-  const role = o.role ?? 'leader';
+  const role = o.role === undefined ? 'leader' : o.role;
   if (role !== 'leader' && role !== 'follower') bad('role', "must be 'leader' or 'follower'", role);
   if (o.autoPromote !== undefined && typeof o.autoPromote !== 'boolean') bad('autoPromote', 'must be a boolean', o.autoPromote);
   if (o.node !== undefined && (typeof o.node !== 'string' || o.node.length === 0 || o.node.length > 128)) bad('node', 'must be a string of 1-128 characters', o.node);
   if (o.advertise !== undefined && (typeof o.advertise !== 'string' || o.advertise.length === 0 || o.advertise.length > 2048)) bad('advertise', 'must be a URL string', o.advertise);
   return {
-    servers: [...(servers as string[])],
+    servers: servers as string[],
     stream: o.stream,
     replicas: int(o, 'replicas', 1, 5, 3),
     role,

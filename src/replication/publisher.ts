@@ -33,9 +33,11 @@ export interface PublishContext {
  * last sequence being the one this leader wrote last, and answer its callers once all are
  * stored. A publish whose answer is lost is retried with the same message id: a refusal then
  * may mean the first attempt was stored (the subject's last message has our id) or that
- * another node fenced the subject (anything else): then this leader is deposed. Past
- * `timeoutMs` the callers get ERR_REPLICATION_UNAVAILABLE and the shard takes no new writes,
- * but the group is still published when the stream is back, and logged once stored.
+ * another node fenced the subject (anything else): then this leader is deposed, and its callers
+ * get ERR_NOT_LEADER, or ERR_REPLICATION_UNAVAILABLE (unknown outcome) when some of the group is
+ * or may be in the stream. Past `timeoutMs` the callers get ERR_REPLICATION_UNAVAILABLE and the
+ * shard takes no new writes, but the group is still published when the stream is back, and
+ * logged once stored.
  */
 export async function publishGroup(ctx: PublishContext, shard: ShardClient, slot: PublishSlot, req: PublishRequest): Promise<void> {
   const k = shard.index;
@@ -48,14 +50,27 @@ export async function publishGroup(ctx: PublishContext, shard: ShardClient, slot
     shard.failReplies(req.replies, unavailable);
     shard.block(unavailable);
   }, ctx.timeoutMs).unref();
+  const seqs: number[] = [];
+  /** A publish of this message went unanswered: it may be in the stream. */
+  let lost = false;
   const stop = (err: EngineError): void => {
     clearTimeout(timer);
-    if (!failed) shard.failReplies(req.replies, err);
+    if (failed) return;
+    // ERR_NOT_LEADER says nothing changed (a client sends the call again to the next leader);
+    // once part of the group is, or may be, in the stream the next leader applies it.
+    if (seqs.length === 0 && !lost) shard.failReplies(req.replies, err);
+    else {
+      const unknown = new EngineError('ERR_REPLICATION_UNAVAILABLE', `${err.message}; the stream may hold some of shard ${k}'s records of these calls: their outcome is unknown`, {
+        cause: err,
+        details: { shard: k },
+      });
+      shard.failReplies(req.replies, unknown);
+    }
   };
-  const seqs: number[] = [];
   for (const msg of req.messages) {
     const h = readMsgHeader(msg);
     const msgId = `${h.term}.${k}.${h.msgSeq}`;
+    lost = false;
     for (let attempt = 0; ; attempt++) {
       if (!ctx.leading()) {
         stop(new EngineError('ERR_NOT_LEADER', 'this engine no longer leads', { details: { shard: k } }));
@@ -83,6 +98,8 @@ export async function publishGroup(ctx: PublishContext, shard: ShardClient, slot
             ctx.deposed(deposed);
             return;
           }
+        } else {
+          lost = true;
         }
         await sleep(Math.min(1000, kRetryMs * 2 ** Math.min(attempt, 4)));
       }

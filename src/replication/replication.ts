@@ -37,7 +37,19 @@ export interface ReplicationMetrics {
   bytes: number;
 }
 
+/** How often a follower looks at each subject's newest message (for its lag). */
+const kTailLookMs = 1000;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+/**
+ * Room left in maxMessageBytes for the headers of a publish (Nats-Msg-Id, the expected last
+ * subject sequence: about 120 bytes): NATS's max_payload bounds payload plus headers, and the
+ * client refuses a larger publish every time (nats-probes.test.ts, probe i), so a message of
+ * exactly maxMessageBytes would be retried forever against a server whose max_payload is
+ * maxMessageBytes (1 MiB, both defaults).
+ */
+const kPublishHeaderRoom = 1024;
 
 /**
  * Leading and following (DESIGN.md "Replication and failover"). A follower's shards apply the
@@ -63,6 +75,8 @@ export class Replication {
   /** The lease revision this node saw last (0: none). */
   #seenRevision = 0;
   #checking = false;
+  #tails: NodeJS.Timeout | undefined;
+  #looking = false;
   #renewing = false;
   #revision = 0;
   #renew: NodeJS.Timeout | undefined;
@@ -102,6 +116,7 @@ export class Replication {
     } else {
       this.#hooks.changed('follower', this.term);
       this.#expiry = setInterval(() => this.#checkExpiry(), Math.max(50, this.#opts.leaseMs / 4)).unref();
+      this.#tails = setInterval(() => void this.#lookAtTails(), kTailLookMs).unref();
     }
   }
 
@@ -223,7 +238,7 @@ export class Replication {
       await st.applied(seq);
       await st.stopFollowing();
       st.lastSeq = seq;
-      await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes);
+      await this.#shards[k]!.lead(this.term, msgSeq + 1, this.#opts.maxMessageBytes - kPublishHeaderRoom);
       return;
     }
   }
@@ -288,6 +303,19 @@ export class Replication {
     this.#hooks.changed('deposed', this.term);
   }
 
+  /** A follower learns each subject's newest message now and then: a stalled shard shows its lag. */
+  async #lookAtTails(): Promise<void> {
+    if (this.role !== 'follower' || this.#closed || this.#looking) return;
+    this.#looking = true;
+    try {
+      await Promise.all(this.#state.map(async (st, k) => st.noteTail((await this.#log.last(k))?.seq ?? 0)));
+    } catch {
+      // No answer: the lag stays as last known.
+    } finally {
+      this.#looking = false;
+    }
+  }
+
   /** Each shard's position: the stream sequence of the last message its WAL holds. */
   #seqs(): number[] {
     return this.#state.map((s) => s.mark?.streamSeq ?? 0);
@@ -295,15 +323,15 @@ export class Replication {
 
   metrics(): ReplicationMetrics {
     const following = this.role !== 'leader';
-    const lagMessages = following ? this.#state.reduce((a, s) => a + s.pending, 0) : 0;
-    const oldest = Math.min(...this.#state.filter((s) => s.pending > 0).map((s) => s.appliedStoredAt));
+    const now = Date.now();
+    const lags = following ? this.#state.map((s) => s.lag(now)) : [];
     return {
       role: this.role,
       term: this.term,
       leader: this.#leader?.node,
       leaderAddress: this.#leader?.advertise,
-      lagMessages,
-      lagMs: following && Number.isFinite(oldest) && oldest > 0 ? Math.max(0, Date.now() - oldest) : 0,
+      lagMessages: lags.reduce((a, l) => a + l.messages, 0),
+      lagMs: lags.reduce((a, l) => Math.max(a, l.ms), 0),
       messages: this.#state.reduce((a, s) => a + s.messages, 0),
       bytes: this.#state.reduce((a, s) => a + s.bytes, 0),
     };
@@ -313,6 +341,7 @@ export class Replication {
     this.#closed = true;
     clearInterval(this.#renew);
     clearInterval(this.#expiry);
+    clearInterval(this.#tails);
     this.#positions.stop();
     this.#watch?.stop();
     await Promise.all(this.#state.map((s) => s.stopFollowing()));

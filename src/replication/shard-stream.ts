@@ -18,6 +18,9 @@ export class ShardStream implements PublishSlot {
   pending = 0;
   /** When the stream stored the last message applied. */
   appliedStoredAt = 0;
+  /** The newest message of the subject this node knows of (a delivery, or a look at the stream). */
+  #tailSeq = 0;
+  #followingSince = 0;
   lastSeq = 0;
   messages = 0;
   bytes = 0;
@@ -37,6 +40,7 @@ export class ShardStream implements PublishSlot {
 
   /** Apply the subject's messages after the mark as they come; `learned` hears what each created. */
   follow(learned: (reply: AppliedReply) => void): void {
+    this.#followingSince = Date.now();
     this.#follower = this.#log.follow(this.#shard.index, (this.mark?.streamSeq ?? 0) + 1, async (m) => {
       const reply = await this.#shard.replicate(m.payload, m.seq);
       if (reply.error !== null) {
@@ -54,11 +58,28 @@ export class ShardStream implements PublishSlot {
       this.bytes += m.payload.byteLength;
       this.pending = m.pending;
       this.appliedStoredAt = m.storedAt;
+      this.noteTail(m.seq);
       if (this.#waiters.length === 0) return;
       const done = this.#waiters.filter((w) => w.seq <= m.seq);
       this.#waiters = this.#waiters.filter((w) => w.seq > m.seq);
       for (const w of done) w.resolve();
     });
+  }
+
+  /** The subject holds a message at stream sequence `seq`. */
+  noteTail(seq: number): void {
+    if (seq > this.#tailSeq) this.#tailSeq = seq;
+  }
+
+  /**
+   * How far behind the stream this shard is: messages known not applied yet (at least one when
+   * the subject's newest message is past the mark), and for how long (since the last message
+   * applied was stored; 0 when caught up). A shard that stopped applying keeps growing older.
+   */
+  lag(now: number): { messages: number; ms: number } {
+    const behind = this.pending > 0 || this.#tailSeq > (this.mark?.streamSeq ?? 0);
+    if (!behind) return { messages: 0, ms: 0 };
+    return { messages: Math.max(1, this.pending), ms: Math.max(0, now - (this.appliedStoredAt || this.#followingSince)) };
   }
 
   /** Resolves once the shard applied the message at stream sequence `seq` (0: at once). */

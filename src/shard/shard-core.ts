@@ -1,5 +1,4 @@
-import { pack } from 'msgpackr';
-import { EngineError, errorToWire, show, storageError, type WireError } from '../errors.js';
+import { EngineError, errorToWire, storageError } from '../errors.js';
 import {
   kBatchesIndex,
   kDrawsIndex,
@@ -15,26 +14,22 @@ import {
 import { Sfc32 } from '../prng.js';
 import {
   type SnapshotJob,
-  kOpCreate,
   kOpDraw,
   kOpDrawKeyed,
-  kOpState,
   kOpStride,
-  kOpUpdate,
   type BatchMessage,
   type BatchReply,
-  type Control,
   type PoolInit,
-  type PoolStateReply,
   type ShardConfig,
 } from '../protocol.js';
 import { MessageBuilder, readMsgHeader } from '../replication/message.js';
 import { kEmptyDraw } from '../selector.js';
 import { SnapshotPlanner, type SnapshotSource } from './snapshot-planner.js';
-import { drawWidth, keyedDrawRecordBytes, type StreamMark } from '../wal/format.js';
+import type { StreamMark } from '../wal/format.js';
 import type { RecordSink, WalStats, WalWriter } from '../wal/writer.js';
 import { openWalWriter } from './open-wal.js';
 import { applyReplicated, logPublished, type ReplicaApplied } from './replica.js';
+import { drawKeyed, runControl, unknownRefError, type PoolOpsContext } from './pool-ops.js';
 import { ShardPools } from './shard-pools.js';
 
 /**
@@ -61,6 +56,14 @@ export class ShardCore {
   #failure: EngineError | undefined;
   #published: WalStats = { bytes: 0, records: 0, syncs: 0, syncNs: 0, rotations: 0 };
   readonly #snap: SnapshotPlanner;
+  /** What the pool operations (keyed draws, controls) reach of this shard. */
+  readonly #ops: PoolOpsContext = {
+    pools: () => this.#pools,
+    rng: () => this.#rng,
+    wal: () => this.#wal,
+    sink: () => this.#sink,
+    changed: (ref) => this.#snap.changed(ref),
+  };
 
   constructor(config: ShardConfig, pools: PoolInit[], metrics: BigInt64Array, wal?: WalWriter) {
     this.config = config;
@@ -126,7 +129,7 @@ export class ShardCore {
           if (pool === undefined) {
             // Its creation failed earlier in this batch; the coordinator rejects this op.
             out.fill(kEmptyDraw, at, at + count);
-            (reply.opErrors ??= []).push([o, unknownRef(ref)]);
+            (reply.opErrors ??= []).push([o, errorToWire(unknownRefError(ref))]);
           } else {
             empty += pool.selector.drawInto(this.#rng, count, out, at);
             this.#sink.appendDraws(ref, first, out, at, count);
@@ -137,7 +140,7 @@ export class ShardCore {
           at += count;
         } else if (kind === kOpDrawKeyed) {
           const count = ops[o * kOpStride + 2]!;
-          const outcome = this.#drawKeyed(ref, batch.keys[k++]!, count, ops[o * kOpStride + 3]!, out, at);
+          const outcome = drawKeyed(this.#ops, ref, batch.keys[k++]!, count, ops[o * kOpStride + 3]!, out, at);
           if (typeof outcome === 'number') {
             if (outcome >= 0) {
               drawn += count;
@@ -152,7 +155,7 @@ export class ShardCore {
           at += count;
         } else {
           const control = batch.controls[c++]!;
-          const result = this.#control(kind, ref, control);
+          const result = runControl(this.#ops, kind, ref, control);
           if (control.type !== 'state' && !(result instanceof EngineError)) this.#snap.changed(ref);
           if (result instanceof EngineError) {
             reply.controlResults.push(null);
@@ -175,69 +178,6 @@ export class ShardCore {
   #count(drawn: number, empty: number): void {
     Atomics.add(this.#metrics, kDrawsIndex, BigInt(drawn));
     Atomics.add(this.#metrics, kEmptyDrawsIndex, BigInt(empty));
-  }
-
-  /**
-   * A keyed call: its key already in the pool's window gives back the original outcome (copied
-   * into out; returns -firstRequestId, nothing drawn or logged); otherwise draw, log key and
-   * outcome as one record, keep it in the window, and return the empty draws. Errors are the
-   * op's own (nothing drawn): unknown pool, the key reused with another count, a record too
-   * large for a segment.
-   */
-  #drawKeyed(ref: number, key: string, count: number, first: number, out: Uint16Array, at: number): number | EngineError {
-    const pool = this.#pools.get(ref);
-    if (pool === undefined) return unknownRefError(ref);
-    const kept = pool.window.get(key);
-    if (kept !== undefined) {
-      if (kept.count !== count) return mismatch(pool.id, key, kept.count, count);
-      out.set(kept.indices, at);
-      return -kept.firstRequestId;
-    }
-    const keyBytes = Buffer.from(key, 'utf8');
-    const bytes = keyedDrawRecordBytes(keyBytes.length, count, drawWidth(pool.itemIds.length));
-    const room = Math.min(this.#wal.maxRecordBytes, this.#sink.maxRecordBytes);
-    if (bytes > room) {
-      return new EngineError('ERR_INVALID_ARGUMENT', `a keyed call of ${count} draws needs a ${bytes}-byte record, more than one holds (${room}): raise segmentBytes or split the call`, {
-        details: { poolId: pool.id, count, recordBytes: bytes },
-      });
-    }
-    const empty = pool.selector.drawInto(this.#rng, count, out, at);
-    this.#sink.appendKeyedDraws(ref, first, keyBytes, out, at, count);
-    pool.window.add({ key, firstRequestId: first, count, indices: out.slice(at, at + count) });
-    this.#pools.drew(pool, first, count);
-    this.#snap.changed(ref);
-    return empty;
-  }
-
-  #control(kind: number, ref: number, control: Control): PoolStateReply | null | EngineError {
-    if (kind === kOpCreate && control.type === 'create') {
-      if (this.#pools.get(ref) !== undefined) return new EngineError('ERR_POOL_EXISTS', `pool ${JSON.stringify(control.id)} already exists`);
-      const packed = pack({ id: control.id, items: control.items });
-      // Log first: a pool exists once its creation is in the WAL.
-      this.#wal.registerPool(ref, control.id, control.items.length);
-      if (this.#sink !== this.#wal) this.#sink.registerPool(ref, control.id, control.items.length);
-      try {
-        this.#sink.appendCreate(ref, packed);
-      } catch (err) {
-        // Too large for a segment: nothing was written, so the shard stays healthy.
-        if (err instanceof EngineError && err.code === 'ERR_INVALID_ARGUMENT') return err;
-        throw err;
-      }
-      this.#pools.create(ref, control.id, control.items);
-      return null;
-    }
-    const pool = this.#pools.get(ref);
-    if (pool === undefined) return unknownRefError(ref);
-    if (kind === kOpUpdate && control.type === 'update') {
-      const { itemIndex, weight, quantity } = control;
-      const tooHeavy = this.#pools.checkWeight(pool, itemIndex, weight);
-      if (tooHeavy !== undefined) return tooHeavy;
-      this.#sink.appendUpdate(ref, itemIndex, weight, quantity);
-      this.#pools.update(pool, itemIndex, weight, quantity);
-      return null;
-    }
-    if (kind === kOpState && control.type === 'state') return this.#pools.state(pool);
-    return new EngineError('ERR_SHARD_FAILED', `protocol: op kind ${kind} does not match control ${control.type}`);
   }
 
   // ---- replication ----
@@ -378,9 +318,17 @@ export class ShardCore {
   readonly #snapshotSource: SnapshotSource = {
     records: () => this.#wal.stats.records,
     boundary: () => {
-      const seq = this.#wal.snapshotBoundary();
-      this.#publishWalStats();
-      return seq;
+      // The boundary may rotate; a rotation that fails half-way (successor not named, or the
+      // seal written but not synced) leaves the current segment unfit for more records: fail-stop,
+      // as for a failure inside apply().
+      try {
+        return this.#wal.snapshotBoundary();
+      } catch (err) {
+        this.fail(storageError(err, `shard ${this.config.shard} WAL rotation for a snapshot failed`));
+        throw this.#failure;
+      } finally {
+        this.#publishWalStats();
+      }
     },
     refs: () => this.#pools.refs(),
     id: (ref) => this.#pools.get(ref)!.id,
@@ -390,23 +338,13 @@ export class ShardCore {
 
   async close(): Promise<void> {
     try {
-      await this.#wal.close();
+      // Fail-stop: after a storage failure nothing more is written, not even the seal (a
+      // rotation that failed half-way leaves the writer pointing at a segment its position
+      // does not belong to; sealing that would make the directory unopenable).
+      if (this.#failure) this.#wal.abandon();
+      else await this.#wal.close();
     } finally {
       this.#publishWalStats();
     }
   }
-}
-
-function mismatch(poolId: string, key: string, kept: number, asked: number): EngineError {
-  return new EngineError('ERR_IDEMPOTENCY_MISMATCH', `idempotency key ${show(key)} was used on pool ${show(poolId)} for ${kept} draws, not ${asked}`, {
-    details: { poolId, idempotencyKey: key, count: asked, originalCount: kept },
-  });
-}
-
-function unknownRefError(ref: number): EngineError {
-  return new EngineError('ERR_UNKNOWN_POOL', `pool ref ${ref} is not known to this shard (its creation failed)`);
-}
-
-function unknownRef(ref: number): WireError {
-  return errorToWire(unknownRefError(ref));
 }

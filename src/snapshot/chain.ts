@@ -3,7 +3,8 @@ import { plainPoolData, type PoolData } from '../pool-state.js';
 import { listSnapshots, shardDirPath, snapshotFileName } from '../storage/data-dir.js';
 import type { Storage } from '../storage/storage.js';
 import type { StreamMark } from '../wal/format.js';
-import { readSnapshotFile, type SnapshotBody } from './format.js';
+import { storageError } from '../errors.js';
+import { decodeSnapshot, type SnapshotBody } from './format.js';
 
 /** A shard's state as of a snapshot, with the chain it came from. */
 export interface LoadedSnapshot {
@@ -34,7 +35,8 @@ export interface ChainLoad {
 /**
  * Load the newest snapshot of a shard directory whose whole chain is valid. An incremental
  * snapshot holds only the pools that changed; its manifest says which older file holds each
- * of the others. A bad newest snapshot falls back to the previous one (its segments are kept).
+ * of the others. A bad newest snapshot falls back to the previous one (its segments are kept);
+ * one that cannot be read at all is a storage error.
  */
 export function loadNewestSnapshot(storage: Storage, dir: string, shard: number, maxEpoch = Infinity): ChainLoad {
   const shardDir = shardDirPath(dir, shard);
@@ -43,7 +45,16 @@ export function loadNewestSnapshot(storage: Storage, dir: string, shard: number,
   const read = (seq: number): SnapshotBody | string => {
     let body = cache.get(seq);
     if (body === undefined) {
-      body = readSnapshotFile(storage, join(shardDir, snapshotFileName(seq)));
+      const file = join(shardDir, snapshotFileName(seq));
+      // A file that cannot be read (EIO) is not known to be invalid: a storage error, as for a
+      // segment, never a fallback that would report it as corrupt.
+      let buf: Buffer;
+      try {
+        buf = storage.readFile(file);
+      } catch (err) {
+        throw storageError(err, `cannot read snapshot ${file}`);
+      }
+      body = decodeSnapshot(buf);
       if (typeof body === 'object' && (body.shard !== shard || body.coversBelow !== seq)) {
         body = `header says shard ${body.shard} seq ${body.coversBelow}`;
       }

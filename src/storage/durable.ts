@@ -17,19 +17,43 @@ export function renameDurably(storage: Storage, from: string, to: string): void 
   }
 }
 
+/**
+ * Write all `length` bytes: write(2) may write fewer than asked (and says how many); the rest
+ * is written in further calls. A write that makes no progress is an error, not a loop.
+ */
+export function writeFully(storage: Storage, fd: number, buf: Uint8Array, offset: number, length: number, position: number): void {
+  let off = 0;
+  while (off < length) {
+    const n = storage.write(fd, buf, offset + off, length - off, position + off);
+    if (!(n > 0)) throw Object.assign(new Error(`write made no progress at ${position + off} (${off} of ${length} bytes written)`), { code: 'EIO' });
+    off += n;
+  }
+}
+
+/**
+ * close(2), as a coded error: it can report EIO or ENOSPC of earlier writes (NFS does), and
+ * releases the descriptor either way.
+ */
+export function closeFile(storage: Storage, fd: number, path: string): void {
+  try {
+    storage.close(fd);
+  } catch (err) {
+    throw storageError(err, `cannot close ${path}`);
+  }
+}
+
 /** Temp file, write, fsync, rename, fsync the directory. */
 export function writeFileDurably(storage: Storage, path: string, data: Uint8Array): void {
   const tmp = `${path}.tmp`;
   let fd = -1;
   try {
     fd = storage.open(tmp, 'w');
-    let off = 0;
-    while (off < data.length) off += storage.write(fd, data, off, data.length - off, off);
+    writeFully(storage, fd, data, 0, data.length, 0);
     storage.sync(fd);
   } catch (err) {
     throw storageError(err, `cannot write ${tmp}`);
   } finally {
-    if (fd >= 0) storage.close(fd);
+    if (fd >= 0) closeFile(storage, fd, tmp);
   }
   renameDurably(storage, tmp, path);
 }

@@ -1,4 +1,5 @@
 import { storageError } from '../errors.js';
+import { closeFile, writeFully } from '../storage/durable.js';
 import { RecordWriter } from './record-writer.js';
 
 const kStagingBytes = 1 << 20;
@@ -20,8 +21,11 @@ export class FileWalWriter extends RecordWriter {
   }
 
   protected releaseSegment(): void {
-    if (this.#fd >= 0) this.opts.storage.close(this.#fd);
+    // Forget the descriptor before closing it: close releases it even when it fails, and the
+    // number can be reused at once by any thread of the process (another shard's segment).
+    const fd = this.#fd;
     this.#fd = -1;
+    if (fd >= 0) closeFile(this.opts.storage, fd, this.#path);
   }
 
   protected ensureWindow(n: number): void {
@@ -34,8 +38,7 @@ export class FileWalWriter extends RecordWriter {
     const len = this.pos - this.bufBase;
     if (len > 0 && this.#fd >= 0) {
       try {
-        let off = 0;
-        while (off < len) off += this.opts.storage.write(this.#fd, this.buf, off, len - off, this.bufBase + off);
+        writeFully(this.opts.storage, this.#fd, this.buf, 0, len, this.bufBase);
       } catch (err) {
         throw storageError(err, `write to ${this.#path} failed`);
       }
@@ -45,7 +48,7 @@ export class FileWalWriter extends RecordWriter {
 
   protected writeHeaderBytes(header: Buffer, durable: boolean): void {
     try {
-      this.opts.storage.write(this.#fd, header, 0, header.length, 0);
+      writeFully(this.opts.storage, this.#fd, header, 0, header.length, 0);
       if (durable) this.opts.storage.datasync(this.#fd);
     } catch (err) {
       throw storageError(err, `write to ${this.#path} failed`);

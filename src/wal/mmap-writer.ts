@@ -1,4 +1,5 @@
 import { storageError } from '../errors.js';
+import { closeFile } from '../storage/durable.js';
 import type { Mapping } from '../storage/storage.js';
 import { kHeaderBytes } from './format.js';
 import { RecordWriter } from './record-writer.js';
@@ -19,7 +20,7 @@ export class MmapWalWriter extends RecordWriter {
       throw storageError(err, `cannot map segment ${path}`);
     } finally {
       // The mapping stays valid after the descriptor is closed.
-      if (fd >= 0) storage.close(fd);
+      if (fd >= 0) closeFile(storage, fd, path);
     }
   }
 

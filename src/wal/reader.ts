@@ -29,8 +29,11 @@ function corrupt(target: ScanTarget, offset: number, reason: string): EngineErro
   });
 }
 
-/** Why the record at p is not valid, or undefined when it is (or when p is the clean end). */
-function check(src: SegmentSource, p: number, seq: number): { bad: string } | { len: number } | 'end' {
+/**
+ * Why the record at p is not valid (`intact` when its checksum holds: then no crash produced it),
+ * its length when it is, or 'end' at the clean end.
+ */
+function check(src: SegmentSource, p: number, seq: number): { bad: string; intact?: true } | { len: number } | 'end' {
   const size = src.size;
   if (p + kRecordFrameBytes > size) {
     src.ensure(size);
@@ -45,7 +48,7 @@ function check(src: SegmentSource, p: number, seq: number): { bad: string } | { 
   src.ensure(p + kRecordFrameBytes + len);
   const body = buf.subarray(p + kRecordFrameBytes, p + kRecordFrameBytes + len);
   if (recordCrc(body, seq) !== buf.readUInt32LE(p + 4)) return { bad: 'record checksum mismatch' };
-  if (kRecordTypeNames[body[0]!] === undefined) return { bad: `unknown record type ${body[0]}` };
+  if (kRecordTypeNames[body[0]!] === undefined) return { bad: `unknown record type ${body[0]}`, intact: true };
   return { len };
 }
 
@@ -64,8 +67,9 @@ function anyValidAfter(src: SegmentSource, p: number, seq: number): boolean {
 
 /**
  * Walk the records of one segment. A bad header or a bad record is ERR_CORRUPT_WAL naming file
- * and offset, except at the tail of the newest segment, where it is a torn write: the scan stops
- * there and reports it.
+ * and offset, except in the newest segment when it is unsealed (its writer died), where the first
+ * bad record, or a zero length with valid records after it, is a torn write: the scan stops there
+ * and reports it.
  */
 export function scanSegment(input: Buffer | SegmentSource, target: ScanTarget, visit: RecordVisitor): ScanResult {
   const src = input instanceof SegmentSource ? input : SegmentSource.fromBuffer(input);
@@ -87,16 +91,24 @@ export function scanSegment(input: Buffer | SegmentSource, target: ScanTarget, v
         // Sealed (rotated or closed): the records run exactly to the sealed end. Fewer is loss
         // (a zeroed or truncated tail), not a torn write: the writer was done with this segment.
         if (p !== header.sealedEnd) throw corrupt(target, p, `records end at ${p}, before the sealed end ${header.sealedEnd}`);
-      } else if (!target.newest && anyValidAfter(src, p, header.seq)) {
-        // An older unsealed segment (its shard died) ends at its first zero length, unless
-        // valid records follow.
-        throw corrupt(target, p, 'zero record length followed by valid records');
+      } else if (anyValidAfter(src, p, header.seq)) {
+        // An older unsealed segment (its shard died; recovery zeroed its torn tail) ends at its
+        // first zero length, unless valid records follow. In the newest one that is what a power
+        // cut leaves when later pages of the last, unsynced group reached the disk and this one
+        // did not: a torn tail (see below).
+        if (!target.newest) throw corrupt(target, p, 'zero record length followed by valid records');
+        torn = { offset: p, reason: 'zero record length followed by valid records' };
       }
       break;
     }
     if ('bad' in r) {
       // Only the newest segment of a writer that died while writing can end in a torn record.
-      if (!sealed && target.newest && !anyValidAfter(src, p, header.seq)) {
+      // Valid records after it do not make it damage there: a power cut keeps any subset of the
+      // pages written since the last completed sync (the kernel and the device write them back
+      // in any order), so the last group can survive in pieces. Nothing from the first bad or
+      // missing byte on was acknowledged: sync 'always' acknowledges a group only once every
+      // page up to its end is durable. A record whose checksum holds was written whole: never torn.
+      if (!sealed && target.newest && r.intact !== true) {
         torn = { offset: p, reason: r.bad };
         break;
       }

@@ -1,6 +1,6 @@
 import { storageError } from '../errors.js';
 import { segmentPath, shardDirPath } from '../storage/data-dir.js';
-import { makeDir, renameDurably } from '../storage/durable.js';
+import { closeFile, makeDir, renameDurably, writeFully } from '../storage/durable.js';
 import type { Storage } from '../storage/storage.js';
 import { newSegmentHeader } from './format.js';
 
@@ -28,7 +28,7 @@ export function prepareSpare(storage: Storage, tmp: string, bytes: number): void
     }
     throw storageError(err, `cannot create segment ${tmp}`);
   } finally {
-    if (fd >= 0) storage.close(fd);
+    if (fd >= 0) closeFile(storage, fd, tmp);
   }
 }
 
@@ -37,12 +37,12 @@ export function nameSegment(storage: Storage, tmp: string, path: string, header:
   let fd = -1;
   try {
     fd = storage.open(tmp, 'r+');
-    storage.write(fd, header, 0, header.length, 0);
+    writeFully(storage, fd, header, 0, header.length, 0);
     storage.datasync(fd);
   } catch (err) {
     throw storageError(err, `cannot create segment ${path}`);
   } finally {
-    if (fd >= 0) storage.close(fd);
+    if (fd >= 0) closeFile(storage, fd, tmp);
   }
   renameDurably(storage, tmp, path);
 }

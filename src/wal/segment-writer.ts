@@ -181,9 +181,10 @@ export abstract class SegmentWriterBase {
    * always has its successor on disk, and a missing successor is damage, never a crash.
    */
   protected rotate(need = 0): void {
-    const durable = this.opts.sync !== 'never';
-    if (durable) this.syncNow();
-    else this.flushWindow();
+    // Whatever the sync policy: a rotated segment is never the newest again, and recovery reads
+    // anything but the newest strictly, so a power cut must not leave holes in it (with sync
+    // 'never' it may lose the newest segment's tail, never make the directory unopenable).
+    this.syncNow();
     const next = segmentPath(this.opts.dir, this.opts.shard, this.seq + 1);
     const bytes = this.#nextBytes(need + kHeaderBytes);
     const spare = this.#spare;
@@ -195,7 +196,7 @@ export abstract class SegmentWriterBase {
       createSegment(this.opts.storage, next, bytes, this.#newHeader(this.seq + 1, bytes));
     }
     sealHeader(this.#header, 0, this.pos, kSealRotated);
-    this.writeHeaderBytes(this.#header, durable);
+    this.writeHeaderBytes(this.#header, true);
     this.releaseSegment();
     this.seq++;
     this.#activate(next);
@@ -231,6 +232,20 @@ export abstract class SegmentWriterBase {
     sealHeader(this.#header, 0, this.pos, kSealClosed);
     this.writeHeaderBytes(this.#header, true);
     this.releaseSegment();
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (spare !== undefined) this.#dropSpare(spare);
+  }
+
+  abandon(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    try {
+      this.releaseSegment();
+    } catch {
+      // the shard has failed already; this only releases the mapping or descriptor
+    }
     const spare = this.#spare;
     this.#spare = undefined;
     if (spare !== undefined) this.#dropSpare(spare);

@@ -59,6 +59,12 @@ export interface WalWriter extends RecordSink {
   snapshotBoundary(): number;
   /** Sync what is written, seal the segment as closed, drop the prepared spare segment. */
   close(): Promise<void>;
+  /**
+   * Fail-stop: release the segment without writing anything more (no sync, no seal), and drop
+   * the spare. After a storage failure the writer's state is unknown (a rotation may have
+   * failed half-way), so the newest segment stays as a crash would leave it.
+   */
+  abandon(): void;
 }
 
 /** A run's segments start this small (or at segmentBytes, if smaller) and double as they fill. */
@@ -82,4 +88,5 @@ export class NullWalWriter implements WalWriter {
     return 0;
   }
   async close(): Promise<void> {}
+  abandon(): void {}
 }

@@ -139,5 +139,14 @@ describe('replication on a three-server JetStream cluster', () => {
       await Promise.allSettled([leader.close(), follower?.close()]);
     }
   }, 60_000);
+
+  it("a maxMessageBytes above the servers' max_payload is refused at open (it would be refused on every publish)", async () => {
+    const dir = tmpDir('too-big');
+    const o = opts(group(), dir, 'leader', { maxMessageBytes: 16 << 20 });
+    await expect(DrawEngine.open(o)).rejects.toMatchObject({ code: 'ERR_INVALID_CONFIG', message: expect.stringContaining('max_payload (8388608)') });
+    // The directory is not held: it opens with a size the servers take.
+    const ok = await DrawEngine.open(opts(group(), dir, 'leader', { maxMessageBytes: 8 << 20 }));
+    await ok.close();
+  }, 30_000);
 });
 

@@ -552,21 +552,33 @@ describe('WAL torn tails and corruption', () => {
     }
   });
 
-  it('a flipped byte in any older record (valid records after it) is ERR_CORRUPT_WAL naming file and offset, even in the newest segment', async () => {
-    const { file, buf, recs } = await handfulSegment();
+  it('a flipped byte in any older record (valid records after it) is ERR_CORRUPT_WAL naming file and offset, except at the end of an unsealed newest segment', async () => {
+    // In the newest segment of a writer that died, a bad record followed by valid ones is what a
+    // power cut leaves when later pages of the last unsynced group reached the disk before an
+    // earlier one (test/unit/power-loss.test.ts): the data ends there, nothing after it was
+    // acknowledged. Sealed (after a clean close) it stays damage, newest or not.
+    const unsealedSeg = await handfulSegment();
+    const sealedSeg = await handfulSegment('mmap', true);
     let checked = 0;
-    for (const r of recs.slice(0, -1)) {
-      for (let at = r.offset; at < r.offset + 8 + r.len; at++) {
-        const data = Buffer.from(buf);
-        data[at]! ^= 0xff;
-        for (const newest of [true, false]) {
-          const err = expectCorrupt(() => scan(data, file, newest), file, r.offset);
+    for (const [{ file, buf, recs }, sealed] of [[unsealedSeg, false], [sealedSeg, true]] as const) {
+      for (const r of recs.slice(0, -1)) {
+        for (let at = r.offset; at < r.offset + 8 + r.len; at++) {
+          const data = Buffer.from(buf);
+          data[at]! ^= 0xff;
+          const err = expectCorrupt(() => scan(data, file, false), file, r.offset);
           expect(err.details.reason).toEqual(expect.any(String));
+          if (sealed) {
+            expectCorrupt(() => scan(data, file, true), file, r.offset);
+          } else {
+            const res = scan(data, file, true);
+            expect(res.result.torn?.offset, `flip at ${at}`).toBe(r.offset);
+            expect(res.recs.length).toBe(recs.indexOf(r));
+          }
+          checked++;
         }
-        checked++;
       }
     }
-    expect(checked).toBeGreaterThan(300);
+    expect(checked).toBeGreaterThan(600);
   });
 
   it('a flipped byte in the last record is a torn tail in the newest segment, corruption elsewhere', async () => {
