@@ -105,3 +105,32 @@ function readPatch(poolId: string, itemId: string, patch: unknown): { weight: nu
   if (quantity !== undefined && !isValidQuantity(quantity)) fail('quantity must be an integer >= 0 or -1 (unlimited)', quantity);
   return { weight: weight ?? NaN, quantity: quantity ?? NaN };
 }
+
+/** createPool's arguments checked: the catalog to create, or the error to reject with. */
+export function checkCreate(poolId: unknown, items: unknown, exists: (id: string) => boolean): ItemSpec[] | EngineError {
+  try {
+    const id = checkPoolId(poolId);
+    const catalog = validateCatalog(id, items);
+    if (exists(id)) return new EngineError('ERR_POOL_EXISTS', `pool ${show(id)} already exists`, { details: { poolId: id } });
+    return catalog;
+  } catch (err) {
+    return err as EngineError;
+  }
+}
+
+/** updateItem's arguments checked against the pool's item ids: the update, or the error to reject with. */
+export function checkUpdate(
+  poolId: string,
+  itemId: unknown,
+  patch: unknown,
+  itemIndex: ReadonlyMap<string, number>,
+): { type: 'update'; itemIndex: number; weight: number; quantity: number } | EngineError {
+  const index = typeof itemId === 'string' ? itemIndex.get(itemId) : undefined;
+  if (index === undefined) return new EngineError('ERR_UNKNOWN_ITEM', `pool ${show(poolId)} has no item ${show(itemId)}`, { details: { poolId, itemId } });
+  try {
+    const { weight, quantity } = validatePatch(poolId, itemId as string, patch);
+    return { type: 'update', itemIndex: index, weight, quantity };
+  } catch (err) {
+    return err as EngineError;
+  }
+}

@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { badCount, engineClosed, keyedCallTooLarge, noSuchPool, notAnEngine, readKey, type DrawOptions } from './call-errors.js';
-import { checkPoolId, validateCatalog, validatePatch, type ItemPatch, type ItemSpec } from './catalog.js';
+import { checkCreate, checkUpdate, type ItemPatch, type ItemSpec } from './catalog.js';
 import type { DrawResult } from './coordinator/batcher.js';
 import type { PoolMeta } from './coordinator/pool-meta.js';
 import type { PoolDirectory } from './coordinator/pool-directory.js';
 import type { ShardClient } from './coordinator/shard-client.js';
 import { ShardSet } from './coordinator/shard-set.js';
 import type { DrawBatch } from './draw-batch.js';
-import { EngineError, show } from './errors.js';
+import { EngineError } from './errors.js';
 import type { EngineMetrics } from './metrics.js';
 import { prepareDir, type PreparedDir } from './open.js';
 import { fillOptions, type DrawEngineOptions, type FilledOptions } from './options.js';
@@ -34,8 +34,6 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   readonly #pools: PoolDirectory;
   readonly #recovery: RecoveryReport;
   readonly #release: () => void;
-  /** snapshot() calls not yet settled: close() waits for them. */
-  readonly #snapshotCalls = new Set<Promise<void>>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -104,18 +102,17 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     return this.#opts;
   }
 
-  /** The pool, or the rejection that says why there is none (closed engine, bad id, unknown id). */
-  #route(poolId: unknown): PoolMeta | Promise<never> {
-    if (this.#closed) return Promise.reject(engineClosed());
-    return this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
-  }
-
-  /** As #route, for a write: refused on a node that does not lead. */
-  #routeWrite(poolId: unknown): PoolMeta | Promise<never> {
+  /** The rejection for any write here: a closed engine, or a node that does not lead. */
+  #refuseWrite(): Promise<never> | undefined {
     if (this.#closed) return Promise.reject(engineClosed());
     const notLeader = this.#set.notLeader();
-    if (notLeader !== undefined) return Promise.reject(notLeader);
-    return this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
+    return notLeader === undefined ? undefined : Promise.reject(notLeader);
+  }
+
+  /** The pool, or the rejection that says why there is none (closed engine, not leading for a write, bad or unknown id). */
+  #route(poolId: unknown, write: boolean): PoolMeta | Promise<never> {
+    const refused = write ? this.#refuseWrite() : this.#closed ? Promise.reject(engineClosed()) : undefined;
+    return refused ?? this.#pools.get(poolId) ?? Promise.reject(noSuchPool(poolId));
   }
 
   /** With replication: 'leader', 'follower', or 'deposed' (another node took over); undefined without. */
@@ -139,19 +136,10 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** Create a pool; it is logged before the promise resolves. */
   createPool(poolId: string, items: ItemSpec[]): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('createPool'));
-    if (this.#closed) return Promise.reject(engineClosed());
-    const notLeader = this.#set.notLeader();
-    if (notLeader !== undefined) return Promise.reject(notLeader);
-    let catalog: ItemSpec[];
-    try {
-      checkPoolId(poolId);
-      catalog = validateCatalog(poolId, items);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (this.#pools.has(poolId)) {
-      return Promise.reject(new EngineError('ERR_POOL_EXISTS', `pool ${show(poolId)} already exists`, { details: { poolId } }));
-    }
+    const refused = this.#refuseWrite();
+    if (refused !== undefined) return refused;
+    const catalog = checkCreate(poolId, items, (id) => this.#pools.has(id));
+    if (catalog instanceof EngineError) return Promise.reject(catalog);
     const meta = this.#pools.register(
       poolId,
       catalog.map((i) => i.id),
@@ -171,7 +159,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** One draw. Resolves once the outcome is logged (and synced, with sync: 'always'). */
   draw(poolId: string, options?: DrawOptions): Promise<DrawResult> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('draw'));
-    const meta = this.#routeWrite(poolId);
+    const meta = this.#route(poolId, true);
     if (meta instanceof Promise) return meta;
     if (options === undefined) return this.#shards[meta.shard]!.draw(meta);
     return this.#keyed<DrawResult>('draw', meta, 1, options, false);
@@ -180,7 +168,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** `count` draws in one call (1 .. 2^24): a DrawBatch with consecutive request ids. */
   drawMany(poolId: string, count: number, options?: DrawOptions): Promise<DrawBatch> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('drawMany'));
-    const meta = this.#routeWrite(poolId);
+    const meta = this.#route(poolId, true);
     if (meta instanceof Promise) return meta;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > kMaxDrawMany) {
       return Promise.reject(badCount(poolId, count, kMaxDrawMany));
@@ -202,26 +190,17 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
   /** Change an item's weight and/or quantity; ordered with the pool's draws. */
   updateItem(poolId: string, itemId: string, patch: ItemPatch): Promise<void> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('updateItem'));
-    const meta = this.#routeWrite(poolId);
+    const meta = this.#route(poolId, true);
     if (meta instanceof Promise) return meta;
-    const itemIndex = typeof itemId === 'string' ? meta.itemIndex.get(itemId) : undefined;
-    if (itemIndex === undefined) {
-      return Promise.reject(new EngineError('ERR_UNKNOWN_ITEM', `pool ${show(poolId)} has no item ${show(itemId)}`, { details: { poolId, itemId } }));
-    }
-    let checked: { weight: number; quantity: number };
-    try {
-      checked = validatePatch(poolId, itemId, patch);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const update = { type: 'update', itemIndex, weight: checked.weight, quantity: checked.quantity } as const;
+    const update = checkUpdate(poolId, itemId, patch, meta.itemIndex);
+    if (update instanceof EngineError) return Promise.reject(update);
     return this.#shards[meta.shard]!.control<null>(kOpUpdate, meta, update).then(() => undefined);
   }
 
   /** The pool's state, read in order with its draws. */
   pool(poolId: string): Promise<PoolState> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('pool'));
-    const meta = this.#route(poolId);
+    const meta = this.#route(poolId, false);
     if (meta instanceof Promise) return meta;
     return this.#shards[meta.shard]!.control<PoolStateReply>(kOpState, meta, { type: 'state' }).then(toPoolState);
   }
@@ -241,14 +220,7 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     if (!DrawEngine.#is(this)) return Promise.reject(notAnEngine('snapshot'));
     if (this.#closed) return Promise.reject(engineClosed());
     if (this.#opts.wal === 'none') return Promise.resolve();
-    const run = this.#set.snapshotAll();
-    const settled = run.then(
-      () => {},
-      () => {},
-    );
-    this.#snapshotCalls.add(settled);
-    void settled.then(() => this.#snapshotCalls.delete(settled));
-    return run;
+    return this.#set.snapshotAll();
   }
 
   /** Synchronous read of the shared counters; no message to any worker. */
@@ -265,7 +237,6 @@ export class DrawEngine extends EventEmitter<DrawEngineEvents> {
     this.#set.stopRestarts();
     this.#closing = (async () => {
       try {
-        await Promise.all(this.#snapshotCalls);
         await this.#set.close();
       } finally {
         this.#release();

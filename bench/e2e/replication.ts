@@ -19,11 +19,9 @@
  * Flags: --reps N [5], --seconds S [3], --many N [1,000,000], --failovers N [10],
  * --json <file> (raw figures).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from 'nats';
 import { DrawEngine, type DrawEngineOptions } from '../../src/index.js';
@@ -36,7 +34,8 @@ import { ScratchDir } from '../lib/paths.js';
 import { Progress } from '../lib/progress.js';
 import { median, spreadPct } from '../lib/stats.js';
 import { drawLoop, drawManyLoop, kCatalog } from './workloads.js';
-import type { ChildConfig, ChildMessage } from './replication-child.js';
+import type { ChildConfig } from './replication-child.js';
+import { kWaitMs, liveNodes, NodeProcess, withTimeout } from './replication-node.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -64,23 +63,15 @@ const kLeaseMs = 1000;
 const kLoadBeforeKillMs = 1000;
 /** The in-process leader's draw count is sampled this often during the lag runs. */
 const kLeaderSampleMs = 20;
-/** Bound on any single wait for a child or an engine. */
-const kWaitMs = 30_000;
 
 const progress = new Progress();
 const say = (line: string): void => progress.log(`[${progress.elapsed.toFixed(0).padStart(3)} s] ${line}`);
 const scratch = new ScratchDir();
-const children = new Set<ChildProcess>();
 const engines = new Set<DrawEngine>();
 let nats: NatsServers | undefined;
 let admin: NatsConnection | undefined;
 let groups = 0;
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
 
 /** A replication group's name, unique in this cluster's life. */
 const groupName = (): string => `rb${process.pid}x${groups++}`;
@@ -167,103 +158,6 @@ async function engineRun(sync: Sync, kind: 'draw' | 'many'): Promise<EngineRun> 
 }
 
 // ---- child-process nodes ----
-
-class NodeProcess {
-  readonly child: ChildProcess;
-  readonly events: ChildMessage[] = [];
-  readonly #waiters = new Set<() => void>();
-  readonly #replies = new Map<number, (m: ChildMessage) => void>();
-  readonly exited: Promise<void>;
-  #nextId = 1;
-  #exited = false;
-
-  constructor(readonly cfg: ChildConfig) {
-    const entry = fileURLToPath(new URL('./replication-child.js', import.meta.url));
-    this.child = fork(entry, [JSON.stringify(cfg)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    children.add(this.child);
-    // A failed spawn or a send to a process that is going: the waits see it as a fatal event.
-    this.child.on('error', (err) => {
-      this.events.push({ type: 'fatal', message: err.message });
-      this.#wake();
-    });
-    this.child.on('message', (m: ChildMessage) => {
-      if (m.type === 'reply') {
-        this.#replies.get(m.id as number)?.(m);
-        this.#replies.delete(m.id as number);
-      } else {
-        this.events.push(m);
-      }
-      this.#wake();
-    });
-    this.exited = new Promise((resolve) =>
-      this.child.once('exit', () => {
-        this.#exited = true;
-        children.delete(this.child);
-        this.#wake();
-        resolve();
-      }),
-    );
-  }
-
-  #wake(): void {
-    for (const w of [...this.#waiters]) w();
-  }
-
-  /** The first event (past or future) matching `pred`; rejects on a fatal event, an exit or the timeout. */
-  wait(pred: (m: ChildMessage) => boolean, what: string, ms = kWaitMs): Promise<ChildMessage> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`${this.cfg.node}: no ${what} within ${ms} ms`)), ms);
-      const done = (result: ChildMessage | Error): void => {
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        if (result instanceof Error) reject(result);
-        else resolve(result);
-      };
-      const check = (): void => {
-        const hit = this.events.find(pred);
-        const fatal = this.events.find((m) => m.type === 'fatal');
-        if (hit !== undefined) done(hit);
-        else if (fatal !== undefined) done(new Error(`${this.cfg.node} failed waiting for ${what}: ${String(fatal.message)}`));
-        else if (this.#exited) done(new Error(`${this.cfg.node} exited waiting for ${what}`));
-      };
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  request(cmd: string, extra: Record<string, unknown> = {}, ms = kWaitMs): Promise<ChildMessage> {
-    const id = this.#nextId++;
-    let onExit = (): void => {};
-    const answer = new Promise<ChildMessage>((resolve, reject) => {
-      this.#replies.set(id, (m) => (typeof m.error === 'string' ? reject(new Error(`${this.cfg.node}: ${cmd}: ${m.error}`)) : resolve(m)));
-      onExit = (): void => {
-        if (this.#exited && this.#replies.delete(id)) reject(new Error(`${this.cfg.node} exited before answering ${cmd}`));
-      };
-      this.#waiters.add(onExit);
-    });
-    if (!this.#exited) this.child.send({ cmd, id, ...extra }, (err) => err && this.#replies.get(id)?.({ type: 'reply', id, error: err.message }));
-    onExit();
-    return withTimeout(answer, ms, `${this.cfg.node}: ${cmd}`).finally(() => {
-      this.#waiters.delete(onExit);
-      this.#replies.delete(id);
-    });
-  }
-
-  kill(): void {
-    if (!this.#exited) this.child.kill('SIGKILL');
-  }
-
-  /** Close gracefully (bounded), else SIGKILL; resolves once the process is gone. */
-  async close(): Promise<void> {
-    if (!this.#exited) await this.request('close', {}, 15_000).catch(() => this.kill());
-    this.kill();
-    await withTimeout(this.exited, 5000, `${this.cfg.node}: exit`).catch(() => {});
-  }
-
-  errors(): string[] {
-    return this.events.filter((m) => m.type === 'error').map((m) => `${this.cfg.node}: ${String(m.code)} ${String(m.message)}`);
-  }
-}
 
 function nodeConfig(stream: string, role: 'leader' | 'follower', over: Partial<ChildConfig>): ChildConfig {
   return {
@@ -476,7 +370,7 @@ let cleaning: Promise<void> | undefined;
 /** Kill the children, close the engines, stop the servers, remove the scratch directory; once. */
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    for (const c of children) c.kill('SIGKILL');
+    for (const c of liveNodes) c.kill('SIGKILL');
     await Promise.allSettled([...engines].map((e) => withTimeout(e.close(), 10_000, 'close')));
     await admin?.close().catch(() => {});
     await nats?.stop().catch(() => {});
@@ -494,7 +388,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 process.once('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of liveNodes) c.kill('SIGKILL');
 });
 
 async function main(): Promise<void> {

@@ -30,6 +30,8 @@ export class ShardSet {
   readonly #snapshots: SnapshotWriter | undefined;
   readonly #supervisor: Supervisor;
   readonly #emit: (event: ShardSetEvent, payload: unknown) => void;
+  /** snapshotAll() calls not yet settled: close() waits for them. */
+  readonly #snapshotCalls = new Set<Promise<unknown>>();
   readonly replication: Replication | undefined;
 
   constructor(opts: FilledOptions, prepared: PreparedDir, emit: (event: ShardSetEvent, payload: unknown) => void, log?: ReplicatedLog) {
@@ -133,9 +135,18 @@ export class ShardSet {
   }
 
   /** Once what is queued has been answered, snapshot every shard; resolves when all are durable. */
-  async snapshotAll(): Promise<void> {
-    await Promise.all(this.shards.map((s) => s.drained()));
-    await Promise.all(this.shards.map((s) => s.snapshot()));
+  /** Snapshot every shard; close() waits for the calls not yet settled. */
+  snapshotAll(): Promise<void> {
+    const run = (async () => {
+      await Promise.all(this.shards.map((s) => s.drained()));
+      await Promise.all(this.shards.map((s) => s.snapshot()));
+    })();
+    const settled: Promise<unknown> = run.then(
+      () => this.#snapshotCalls.delete(settled),
+      () => this.#snapshotCalls.delete(settled),
+    );
+    this.#snapshotCalls.add(settled);
+    return run;
   }
 
   metrics(): EngineMetrics {
@@ -152,6 +163,7 @@ export class ShardSet {
   /** Answer what is in flight (published or timed out), stop replicating, stop the shards. */
   async close(): Promise<void> {
     this.#supervisor.stop();
+    await Promise.all(this.#snapshotCalls);
     await Promise.all(this.shards.map((s) => s.drained()));
     await this.replication?.close();
     await Promise.all(this.shards.map((s) => s.close()));
