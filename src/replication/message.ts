@@ -14,9 +14,9 @@ import {
   kRecKeyedDraw,
   kRecordFrameBytes,
   kRecPoolRef,
-  kRecUpdateItem,
   kUpdateBodyBytes,
   recordBytes,
+  writeUpdateBody,
 } from '../wal/format.js';
 import type { RecordSink } from '../wal/writer.js';
 
@@ -211,13 +211,7 @@ export class MessageBuilder implements RecordSink {
   appendUpdate(ref: number, itemIndex: number, weight: number, quantity: number): void {
     this.#ref(ref, kUpdateBodyBytes);
     const at = this.#begin(kUpdateBodyBytes);
-    const buf = this.#buf;
-    buf.writeUInt32LE(kRecUpdateItem, at);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.writeUInt32LE(itemIndex, at + 8);
-    buf.writeUInt32LE(0, at + 12);
-    buf.writeDoubleLE(weight, at + 16);
-    buf.writeDoubleLE(quantity, at + 24);
+    writeUpdateBody(this.#buf, at, ref, itemIndex, weight, quantity);
     this.#end(at, kUpdateBodyBytes);
   }
 

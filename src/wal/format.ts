@@ -83,6 +83,16 @@ export function keyedDrawRecordBytes(keyBytes: number, count: number, width: 1 |
 /** UpdateItem body: type u8, pad x3, poolRef u32, itemIndex u32, pad u32, weight f64, quantity f64 (NaN = unchanged). */
 export const kUpdateBodyBytes = 32;
 
+/** An updateItem record's body, at `at` of `buf` (kUpdateBodyBytes): the WAL and the replicated messages share it. */
+export function writeUpdateBody(buf: Buffer, at: number, ref: number, itemIndex: number, weight: number, quantity: number): void {
+  buf.writeUInt32LE(kRecUpdateItem, at);
+  buf.writeUInt32LE(ref, at + 4);
+  buf.writeUInt32LE(itemIndex, at + 8);
+  buf.writeUInt32LE(0, at + 12);
+  buf.writeDoubleLE(weight, at + 16);
+  buf.writeDoubleLE(quantity, at + 24);
+}
+
 /** Draw index meaning "nothing available": 0xFF in u8 records, 0xFFFF in u16 records. */
 export const kEmpty8 = 0xff;
 export const kEmpty16 = kEmptyDraw;

@@ -15,10 +15,10 @@ import {
   kRecDraw8,
   kRecordFrameBytes,
   kRecPoolRef,
-  kRecUpdateItem,
   kUpdateBodyBytes,
   recordBytes,
   recordCrc,
+  writeUpdateBody,
 } from './format.js';
 import { SegmentWriterBase } from './segment-writer.js';
 import type { WalWriter } from './writer.js';
@@ -151,13 +151,7 @@ export abstract class RecordWriter extends SegmentWriterBase implements WalWrite
       this.appendUpdate(ref, itemIndex, weight, quantity);
       return;
     }
-    const buf = this.buf;
-    buf.writeUInt32LE(kRecUpdateItem, at);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.writeUInt32LE(itemIndex, at + 8);
-    buf.writeUInt32LE(0, at + 12);
-    buf.writeDoubleLE(weight, at + 16);
-    buf.writeDoubleLE(quantity, at + 24);
+    writeUpdateBody(this.buf, at, ref, itemIndex, weight, quantity);
     this.#end(at, kUpdateBodyBytes);
   }
 
