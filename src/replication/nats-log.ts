@@ -232,9 +232,13 @@ export class NatsLog implements ReplicatedLog {
   }
 
   async positions(): Promise<NodePosition[]> {
+    // The keys from the bucket stream's subject list, one request with a deadline; not
+    // kv.keys(), whose iterator has none and can wait forever (seen once in CI, under load).
+    const bucket = `${this.#stream}_lease`;
+    const prefix = `$KV.${bucket}.`;
+    const info = await this.#jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${kPositionPrefix}>` });
+    const keys = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
     const out: NodePosition[] = [];
-    const keys: string[] = [];
-    for await (const key of await this.#kv.keys(`${kPositionPrefix}>`)) keys.push(key);
     for (const key of keys) {
       const e = await this.#kv.get(key);
       if (e === null || e.operation !== 'PUT') continue;

@@ -52,6 +52,21 @@ interface Refusal {
 }
 
 /** The error a promise rejects with, timed from `since`; fails the test if it resolves. */
+/** `fn` until it succeeds, for at most `ms`; then the last error, with every code seen. */
+async function retrying<T>(what: string, fn: () => Promise<T>, ms = 20_000): Promise<T> {
+  const t0 = Date.now();
+  const codes: string[] = [];
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      codes.push(String((err as NatsError).code ?? (err as Error).message));
+      if (Date.now() - t0 > ms) throw new Error(`${what}: no success within ${ms} ms (errors: ${codes.join(', ')})`, { cause: err });
+      await sleep(200);
+    }
+  }
+}
+
 async function refusal(p: Promise<unknown>, since = Date.now()): Promise<Refusal> {
   try {
     const v = await p;
@@ -464,13 +479,18 @@ describe('JetStream behaviours replication relies on (nats-server 2.9, nats 2.29
       }
       note(`h: both restarted in ${restartMs} ms; stream writable ${Date.now() - t} ms after the restarts began (errors meanwhile: ${errors.join(',') || 'none'})`);
       await cluster.waitStreamCurrent('PH');
-      const stored: string[] = [];
-      const oc = await pinned.consumers.get('PH', { filterSubjects: 'PH.s.0' });
-      const total = (await (await pinned.jetstreamManager()).streams.info('PH')).state.messages;
-      for await (const m of await oc.fetch({ max_messages: total, expires: 5000 })) {
-        stored.push(dec.decode(m.data));
-        if (stored.length === total) break;
-      }
+      // Read back with retries: right after the restarts an API request can still time out
+      // (seen once in CI on a loaded machine), which is not what this probe is about.
+      const stored = await retrying('reading the stream back', async () => {
+        const got: string[] = [];
+        const oc = await pinned.consumers.get('PH', { filterSubjects: 'PH.s.0' });
+        const total = (await (await pinned.jetstreamManager()).streams.info('PH')).state.messages;
+        for await (const m of await oc.fetch({ max_messages: total, expires: 5000 })) {
+          got.push(dec.decode(m.data));
+          if (got.length === total) break;
+        }
+        return got;
+      });
       note(`h: stored after the restarts: ${JSON.stringify(stored)}`);
       expect(stored.slice(0, 2)).toEqual(['warm', 'one-down']);
       expect(stored.at(-1)).toBe('back');

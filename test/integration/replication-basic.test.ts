@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DrawEngine, EngineError } from '../../dist/src/index.js';
 import type { DrawEngineOptions } from '../../dist/src/index.js';
+import { NatsLog } from '../../dist/src/replication/nats-log.js';
+import { fillReplication } from '../../dist/src/replication/options.js';
 import { startCluster, type NatsCluster } from '../helpers/nats-cluster.js';
 import { tmpDir } from '../helpers/tmp.js';
 
@@ -131,6 +133,18 @@ describe('replication on a three-server JetStream cluster', () => {
         const got = { p: await follower!.pool('p'), q: await follower!.pool('q') };
         return JSON.stringify(got) === JSON.stringify(want) ? true : undefined;
       });
+      // Both nodes recorded their positions, and a leader reads them before it trims.
+      const log = await NatsLog.connect(fillReplication({ servers: cluster.urls, stream, node: 'reader' }, tmpDir('trim-reader')));
+      try {
+        const nodes = await until('both positions recorded', async () => {
+          const p = await log.positions();
+          return p.length === 2 ? p : undefined;
+        });
+        expect(nodes.map((n) => n.node).sort()).toEqual([leader.options.replication!.node, follower.options.replication!.node].sort());
+        for (const n of nodes) expect(n.seqs).toHaveLength(2);
+      } finally {
+        await log.close();
+      }
       // Idempotency keys came with the snapshot: the key index refuses one reused on another pool.
       await follower.promote();
       await expect(follower.draw('p', { idempotencyKey: 'r0k0' })).rejects.toMatchObject({ code: 'ERR_IDEMPOTENCY_MISMATCH' });
