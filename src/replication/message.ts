@@ -11,11 +11,11 @@ import {
   kRecCreatePool,
   kRecDraw16,
   kRecDraw8,
-  kRecKeyedDraw,
   kRecordFrameBytes,
   kRecPoolRef,
   kUpdateBodyBytes,
   recordBytes,
+  writeKeyedDrawBody,
   writeUpdateBody,
 } from '../wal/format.js';
 import type { RecordSink } from '../wal/writer.js';
@@ -247,17 +247,7 @@ export class MessageBuilder implements RecordSink {
     const bodyLen = kKeyedDrawHeaderBytes + key.length + count * width;
     this.#ref(ref, bodyLen);
     const at = this.#begin(bodyLen);
-    const buf = this.#buf;
-    buf.writeUInt8(kRecKeyedDraw, at);
-    buf.writeUInt8(width, at + 1);
-    buf.writeUInt16LE(key.length, at + 2);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.writeDoubleLE(firstRequestId, at + 8);
-    buf.writeUInt32LE(count, at + 16);
-    key.copy(buf, at + kKeyedDrawHeaderBytes);
-    const out = at + kKeyedDrawHeaderBytes + key.length;
-    if (width === 1) buf.set(indices.subarray(offset, offset + count), out);
-    else buf.set(new Uint8Array(indices.buffer, indices.byteOffset + offset * 2, count * 2), out);
+    writeKeyedDrawBody(this.#buf, at, ref, firstRequestId, key, width, indices, offset, count);
     this.#end(at, bodyLen);
   }
 

@@ -83,6 +83,24 @@ export function keyedDrawRecordBytes(keyBytes: number, count: number, width: 1 |
 /** UpdateItem body: type u8, pad x3, poolRef u32, itemIndex u32, pad u32, weight f64, quantity f64 (NaN = unchanged). */
 export const kUpdateBodyBytes = 32;
 
+/**
+ * A keyed draw record's body, at `at` of `buf` (keyedDrawRecordBytes of it): the WAL and the
+ * replicated messages share it. Width-1 indices are stored as bytes, 0xFFFF becoming 0xFF as in
+ * draw records.
+ */
+export function writeKeyedDrawBody(buf: Buffer, at: number, ref: number, firstRequestId: number, key: Buffer, width: 1 | 2, indices: Uint16Array, offset: number, count: number): void {
+  buf.writeUInt8(kRecKeyedDraw, at);
+  buf.writeUInt8(width, at + 1);
+  buf.writeUInt16LE(key.length, at + 2);
+  buf.writeUInt32LE(ref, at + 4);
+  buf.writeDoubleLE(firstRequestId, at + 8);
+  buf.writeUInt32LE(count, at + 16);
+  key.copy(buf, at + kKeyedDrawHeaderBytes);
+  const out = at + kKeyedDrawHeaderBytes + key.length;
+  if (width === 1) buf.set(indices.subarray(offset, offset + count), out);
+  else buf.set(new Uint8Array(indices.buffer, indices.byteOffset + offset * 2, count * 2), out);
+}
+
 /** An updateItem record's body, at `at` of `buf` (kUpdateBodyBytes): the WAL and the replicated messages share it. */
 export function writeUpdateBody(buf: Buffer, at: number, ref: number, itemIndex: number, weight: number, quantity: number): void {
   buf.writeUInt32LE(kRecUpdateItem, at);

@@ -6,7 +6,6 @@ import {
   kHeaderBytes,
   kKeyedDrawHeaderBytes,
   kMarkBodyBytes,
-  kRecKeyedDraw,
   kRecMark,
   type StreamMark,
   kPoolRefHeaderBytes,
@@ -18,6 +17,7 @@ import {
   kUpdateBodyBytes,
   recordBytes,
   recordCrc,
+  writeKeyedDrawBody,
   writeUpdateBody,
 } from './format.js';
 import { SegmentWriterBase } from './segment-writer.js';
@@ -67,17 +67,7 @@ export abstract class RecordWriter extends SegmentWriterBase implements WalWrite
       this.appendKeyedDraws(ref, firstRequestId, key, indices, offset, count);
       return;
     }
-    const buf = this.buf;
-    buf.writeUInt8(kRecKeyedDraw, at);
-    buf.writeUInt8(width, at + 1);
-    buf.writeUInt16LE(key.length, at + 2);
-    buf.writeUInt32LE(ref, at + 4);
-    buf.writeDoubleLE(firstRequestId, at + 8);
-    buf.writeUInt32LE(count, at + 16);
-    key.copy(buf, at + kKeyedDrawHeaderBytes);
-    const out = at + kKeyedDrawHeaderBytes + key.length;
-    if (width === 1) buf.set(indices.subarray(offset, offset + count), out); // 0xFFFF -> 0xFF, as in draw records
-    else buf.set(new Uint8Array(indices.buffer, indices.byteOffset + offset * 2, count * 2), out);
+    writeKeyedDrawBody(this.buf, at, ref, firstRequestId, key, width, indices, offset, count);
     this.#end(at, bodyLen);
   }
 
